@@ -1,0 +1,90 @@
+/* harness.c - see harness.h. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static void h_set_level(void *opaque, unsigned gsi, bool level)
+{
+	struct harness *h = opaque;
+	if (level && !h->irq_level[gsi])
+		h->irq_edges[gsi]++;
+	h->irq_level[gsi] = level;
+}
+
+static void h_send_msi(void *opaque, uint64_t addr, uint32_t data)
+{
+	struct harness *h = opaque;
+	if (h->nr_msi < HARNESS_MAX_MSI) {
+		h->msi[h->nr_msi].addr = addr;
+		h->msi[h->nr_msi].data = data;
+		h->nr_msi++;
+	}
+}
+
+static const struct irq_ops harness_irq_ops = {
+	.set_level = h_set_level,
+	.send_msi = h_send_msi,
+};
+
+struct harness *harness_new(uint64_t ram_size)
+{
+	struct harness *h = calloc(1, sizeof(*h));
+	if (!h || vm_init(&h->vm, ram_size, 1)) {
+		fprintf(stderr, "harness: cannot build a machine\n");
+		abort();
+	}
+	h->vm.fake_clock = true;
+	h->vm.fake_clock_ns = 1000000000ull;
+	h->vm.irq.ops = &harness_irq_ops;
+	h->vm.irq.opaque = h;
+	return h;
+}
+
+void harness_free(struct harness *h)
+{
+	vm_destroy(&h->vm);
+	free(h);
+}
+
+uint8_t hx_inb(struct harness *h, uint16_t port) { return bus_read(&h->vm.pio, port, 1); }
+uint16_t hx_inw(struct harness *h, uint16_t port) { return bus_read(&h->vm.pio, port, 2); }
+uint32_t hx_inl(struct harness *h, uint16_t port) { return bus_read(&h->vm.pio, port, 4); }
+void hx_outb(struct harness *h, uint16_t port, uint8_t v) { bus_write(&h->vm.pio, port, 1, v); }
+void hx_outw(struct harness *h, uint16_t port, uint16_t v) { bus_write(&h->vm.pio, port, 2, v); }
+void hx_outl(struct harness *h, uint16_t port, uint32_t v) { bus_write(&h->vm.pio, port, 4, v); }
+
+uint64_t hx_mmio_read(struct harness *h, uint64_t addr, unsigned size)
+{
+	return bus_read(&h->vm.mmio, addr, size);
+}
+
+void hx_mmio_write(struct harness *h, uint64_t addr, unsigned size, uint64_t v)
+{
+	bus_write(&h->vm.mmio, addr, size, v);
+}
+
+bool hx_irq_level(struct harness *h, unsigned gsi) { return h->irq_level[gsi]; }
+unsigned hx_irq_edges(struct harness *h, unsigned gsi) { return h->irq_edges[gsi]; }
+
+void hx_irq_clear_edges(struct harness *h)
+{
+	for (unsigned i = 0; i < IRQ_MAX_GSI; i++)
+		h->irq_edges[i] = 0;
+}
+
+void hx_clock_advance(struct harness *h, uint64_t ns)
+{
+	uint64_t target = h->vm.fake_clock_ns + ns;
+
+	/* Step through deadlines so each timer sees the clock at its own
+	 * expiry, as it would in real time. */
+	for (;;) {
+		uint64_t next = vm_timers_run(&h->vm);
+		if (next > target)
+			break;
+		__atomic_store_n(&h->vm.fake_clock_ns, next, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&h->vm.fake_clock_ns, target, __ATOMIC_RELEASE);
+	vm_timers_run(&h->vm);
+}

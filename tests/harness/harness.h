@@ -1,0 +1,52 @@
+/*
+ * harness.h - the qtest-style machine harness.
+ *
+ * A test builds a machine with guest RAM and devices but no vCPU, then plays
+ * the guest: port and MMIO accesses go through the buses exactly as an
+ * accelerator would send them, guest memory is read and written directly,
+ * and interrupts raised by devices are recorded (current level of each GSI,
+ * number of rising edges, MSI messages) for the test to check.
+ */
+#ifndef KVMM_TESTS_HARNESS_H
+#define KVMM_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/vm.h"
+
+#define HARNESS_MAX_MSI 64
+
+struct harness {
+	struct vm vm;
+	bool irq_level[IRQ_MAX_GSI];
+	unsigned irq_edges[IRQ_MAX_GSI]; /* rising edges seen */
+	struct { uint64_t addr; uint32_t data; } msi[HARNESS_MAX_MSI];
+	unsigned nr_msi;
+};
+
+/* A machine with `ram_size` bytes of RAM and 1 vCPU (for tables that count
+ * them).  Aborts the test on failure. */
+struct harness *harness_new(uint64_t ram_size);
+/* vm_destroy() and free. */
+void harness_free(struct harness *h);
+
+uint8_t hx_inb(struct harness *h, uint16_t port);
+uint16_t hx_inw(struct harness *h, uint16_t port);
+uint32_t hx_inl(struct harness *h, uint16_t port);
+void hx_outb(struct harness *h, uint16_t port, uint8_t v);
+void hx_outw(struct harness *h, uint16_t port, uint16_t v);
+void hx_outl(struct harness *h, uint16_t port, uint32_t v);
+uint64_t hx_mmio_read(struct harness *h, uint64_t addr, unsigned size);
+void hx_mmio_write(struct harness *h, uint64_t addr, unsigned size, uint64_t v);
+
+/* Current level / rising edges since harness_new or the last clear. */
+bool hx_irq_level(struct harness *h, unsigned gsi);
+unsigned hx_irq_edges(struct harness *h, unsigned gsi);
+void hx_irq_clear_edges(struct harness *h);
+
+/* The machine runs on a fake clock starting at 1 s; advance it by `ns` and
+ * run every device timer that expired (in deadline order). */
+void hx_clock_advance(struct harness *h, uint64_t ns);
+
+#endif
