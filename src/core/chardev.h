@@ -52,7 +52,8 @@ const char *chardev_buffer_output(struct chardev *cd, size_t *len);
  * far as the receiver has room, the rest on chardev_input_ready(). */
 int chardev_buffer_inject(struct chardev *cd, const void *buf, size_t len);
 
-/* Attach the device that consumes input.  One receiver per chardev. */
+/* Attach the device that consumes input (one per chardev), or detach it
+ * with NULL before the device is freed. */
 void chardev_set_receiver(struct chardev *cd,
 			  const struct chardev_receiver *rx);
 

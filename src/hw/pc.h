@@ -47,4 +47,21 @@
 #define PC_PIT_HZ     1193182u    /* 8254 input clock */
 #define PC_PM_TMR_HZ  3579545u    /* ACPI PM timer */
 
+#include <stdbool.h>
+
+struct vm;
+struct chardev;
+
+struct pc_board_config {
+	struct chardev *console; /* COM1's backend; owned by the caller */
+	bool in_kernel_irqchip;  /* KVM provides PIC, IOAPIC and PIT */
+};
+
+/* Put the PC's devices on vm's buses: COM1, i8042, CMOS/RTC, fw_cfg, POST
+ * port, debug exit, 0xCF9 reset, the ACPI PM block, and, unless the
+ * accelerator has them in kernel, the 8259 PICs, 8254 PIT and IOAPIC.
+ * vm->irq must be set unless the board provides the interrupt controllers.
+ * Returns 0 or -errno after logging which device failed. */
+int pc_board_create(struct vm *vm, const struct pc_board_config *cfg);
+
 #endif

@@ -1,0 +1,401 @@
+/*
+ * run.c - `kvmm run`: build one machine, boot a kernel on it, and wait in the
+ * main thread's event loop (console input, signals, device timers) until the
+ * VM stops.
+ *
+ * Order matters: the ACPI tables go first (the loader passes their address
+ * in boot_params / hvm_start_info), then the kernel, then the accelerator
+ * (which owns the interrupt controllers), then the board's devices (which
+ * need vm->irq).  A reset under --reboot=restart tears the machine down and
+ * builds it again from the same files; the console and the event loop stay.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "accel/kvm/kvm.h"
+#include "arch/x86/acpi.h"
+#include "arch/x86/boot.h"
+#include "cli/cli.h"
+#include "cli/size.h"
+#include "core/accel.h"
+#include "core/chardev.h"
+#include "core/event_loop.h"
+#include "core/vm.h"
+#include "hw/pc.h"
+#include "util/log.h"
+
+#define MEM_MIN (2ull << 20)  /* below this no kernel we load fits */
+#define MEM_MAX (1ull << 40)  /* 1 TiB: beyond it, surely a typo */
+#define CPUS_MAX 255          /* xAPIC IDs; 0xff is the broadcast ID */
+
+struct run_opts {
+	struct x86_boot_config boot;
+	uint64_t mem;
+	int cpus;
+	const char *console; /* "stdio", "none" or a file name */
+	const char *accel;   /* "auto", "kvm", "emu" */
+	bool reboot_restart;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: kvmm run --kernel FILE [options]\n"
+"\n"
+"Boot a guest kernel in a new virtual machine; the guest's serial console\n"
+"(COM1) is on stdin/stdout.  Press Ctrl-A x to quit.\n"
+"\n"
+"  --kernel FILE        bzImage, PVH ELF (vmlinux) or Multiboot v1 ELF\n"
+"  --initrd FILE        initial ramdisk (the first module for Multiboot)\n"
+"  --cmdline STRING     kernel command line\n"
+"  --mem SIZE           guest RAM: K/M/G/T suffix, bare number = MiB (default 256M)\n"
+"  --cpus N             number of vCPUs (default 1)\n"
+"  --console stdio|none|FILE\n"
+"                       where COM1 goes (default stdio)\n"
+"  --accel auto|kvm|emu accelerator (default auto: KVM where it can run the\n"
+"                       guest; stock Linux kernels cannot run on PVM hosts)\n"
+"  --reboot=exit|restart  what a guest reset does (default exit)\n"
+"  --verbose, -v        more diagnostics (repeat for debug)\n"
+"  --version            print the version and exit\n"
+"  --help, -h           this text\n"
+"\n"
+"Exit status:\n"
+"  0            the guest powered off or reset (with --reboot=exit), or the\n"
+"               user quit (Ctrl-A x, SIGINT, SIGTERM)\n"
+"  (v << 1) | 1 the guest wrote v to the debug-exit port 0xf4 (always odd)\n"
+"  2            kvmm failed: bad flags or files, or a host error\n"
+"  4            the guest crashed: triple fault, emulation failure, or an\n"
+"               exit kvmm cannot handle (a report is printed)\n");
+}
+
+/* Returns 0, or 1 with a message printed. */
+static int parse_opts(int argc, char **argv, struct run_opts *o)
+{
+	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
+	       OPT_CONSOLE, OPT_ACCEL, OPT_REBOOT, OPT_VERSION };
+	static const struct option longopts[] = {
+		{ "kernel", required_argument, NULL, OPT_KERNEL },
+		{ "initrd", required_argument, NULL, OPT_INITRD },
+		{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+		{ "append", required_argument, NULL, OPT_CMDLINE },
+		{ "mem", required_argument, NULL, OPT_MEM },
+		{ "cpus", required_argument, NULL, OPT_CPUS },
+		{ "console", required_argument, NULL, OPT_CONSOLE },
+		{ "accel", required_argument, NULL, OPT_ACCEL },
+		{ "reboot", required_argument, NULL, OPT_REBOOT },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char *end;
+	long n;
+	int c, r;
+
+	*o = (struct run_opts){ .mem = 256ull << 20, .cpus = 1,
+				.console = "stdio", .accel = "auto" };
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_KERNEL: o->boot.kernel_path = optarg; break;
+		case OPT_INITRD: o->boot.initrd_path = optarg; break;
+		case OPT_CMDLINE: o->boot.cmdline = optarg; break;
+		case OPT_MEM:
+			r = size_parse(optarg, 1ull << 20, &o->mem);
+			if (r || o->mem < MEM_MIN || o->mem > MEM_MAX) {
+				log_error("--mem %s: %s", optarg,
+					  r == -EINVAL ? "not a size (examples: 512M, 2G)"
+						       : "out of range (2M to 1T)");
+				return 1;
+			}
+			/* Guest RAM is mapped in whole pages. */
+			o->mem = (o->mem + 0xfff) & ~0xfffull;
+			break;
+		case OPT_CPUS:
+			errno = 0;
+			n = strtol(optarg, &end, 10);
+			if (errno || *end || end == optarg || n < 1 || n > CPUS_MAX) {
+				log_error("--cpus %s: must be a number from 1 to %d",
+					  optarg, CPUS_MAX);
+				return 1;
+			}
+			o->cpus = (int)n;
+			break;
+		case OPT_CONSOLE: o->console = optarg; break;
+		case OPT_ACCEL:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") &&
+			    strcmp(optarg, "emu")) {
+				log_error("--accel %s: must be auto, kvm or emu", optarg);
+				return 1;
+			}
+			o->accel = optarg;
+			break;
+		case OPT_REBOOT:
+			if (!strcmp(optarg, "restart"))
+				o->reboot_restart = true;
+			else if (strcmp(optarg, "exit")) {
+				log_error("--reboot=%s: must be exit or restart", optarg);
+				return 1;
+			}
+			break;
+		case 'v':
+			if (log_max_level < LOG_DEBUG)
+				log_max_level++;
+			break;
+		case OPT_VERSION:
+			printf("kvmm %s\n", KVMM_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			if (optopt >= OPT_KERNEL)
+				log_error("%s needs a value (see kvmm run --help)",
+					  argv[optind - 1]);
+			else
+				log_error("unknown option %s (see kvmm run --help)",
+					  argv[optind - 1]);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument '%s' (see kvmm run --help)", argv[optind]);
+		return 1;
+	}
+	if (!o->boot.kernel_path) {
+		log_error("no --kernel given (see kvmm run --help)");
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- the main loop --------------------------------------------------------- */
+
+struct run_ctx {
+	struct vm vm;
+	struct evloop loop;
+	struct chardev *console;
+	int sigfd;
+};
+
+static void on_stop_efd(void *opaque, uint32_t events)
+{
+	struct run_ctx *ctx = opaque;
+	uint64_t v;
+
+	if (read(ctx->vm.stop_efd, &v, sizeof(v)) < 0) {
+	}
+}
+
+static void on_timer_efd(void *opaque, uint32_t events)
+{
+	struct run_ctx *ctx = opaque;
+	uint64_t v;
+
+	/* Timers run after every wait; this only wakes the loop. */
+	if (read(ctx->vm.timer_efd, &v, sizeof(v)) < 0) {
+	}
+}
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct run_ctx *ctx = opaque;
+	struct signalfd_siginfo si;
+
+	if (read(ctx->sigfd, &si, sizeof(si)) == sizeof(si))
+		vm_request_stop(&ctx->vm, VM_STOP_SIGNAL, (int)si.ssi_signo);
+}
+
+static void on_quit_key(void *opaque)
+{
+	struct run_ctx *ctx = opaque;
+	vm_request_stop(&ctx->vm, VM_STOP_SIGNAL, 0);
+}
+
+/* Which accelerator runs this guest; NULL after logging why none can. */
+static const struct accel_ops *pick_accel(const struct run_opts *o,
+					  const struct x86_boot_regs *regs)
+{
+	struct kvm_host_info kvm;
+
+	kvm_probe(&kvm);
+	if (!strcmp(o->accel, "emu")) {
+		log_error("--accel emu: the software CPU is not part of this build yet");
+		return NULL;
+	}
+	if (!kvm.usable) {
+		log_error("%s; the software CPU (--accel emu) is not part of this build yet",
+			  kvm.why);
+		return NULL;
+	}
+	if (kvm.pvm && regs->is_linux) {
+		if (!strcmp(o->accel, "auto")) {
+			log_error("this host's /dev/kvm is PVM (kvm_pvm), which cannot run a stock "
+				  "Linux kernel; it needs --accel emu, not part of this build yet "
+				  "(--accel kvm tries anyway)");
+			return NULL;
+		}
+		log_warn("this host's /dev/kvm is PVM (kvm_pvm): a stock Linux kernel "
+			 "will not boot under --accel kvm");
+	} else if (kvm.pvm && !strcmp(o->accel, "kvm")) {
+		log_info("this host's /dev/kvm is PVM (kvm_pvm); small guests run");
+	}
+	if (o->cpus > kvm.max_vcpus) {
+		log_error("--cpus %d: this host's KVM allows at most %d vCPUs",
+			  o->cpus, kvm.max_vcpus);
+		return NULL;
+	}
+	if (o->cpus > kvm.nr_vcpus)
+		log_warn("--cpus %d: above the %d vCPUs this host's KVM recommends",
+			 o->cpus, kvm.nr_vcpus);
+	return &kvm_accel_ops;
+}
+
+/* Build the machine and run it until it stops.  Returns the exit status, or
+ * -1 when a reset under --reboot=restart asks for another round. */
+static int run_once(struct run_ctx *ctx, const struct run_opts *o)
+{
+	struct vm *vm = &ctx->vm;
+	struct x86_boot_regs regs;
+	struct x86_boot_config boot = o->boot;
+	struct acpi_config acpi = { .nr_cpus = o->cpus };
+	const struct accel_ops *accel;
+	void *accel_state = NULL;
+	bool in_kernel = false;
+	char err[256] = "";
+	int r, status = KVMM_EXIT_ERROR;
+
+	r = vm_init(vm, o->mem, o->cpus);
+	if (r) {
+		log_error("cannot allocate %llu MiB of guest RAM: %s",
+			  (unsigned long long)(o->mem >> 20), strerror(-r));
+		return KVMM_EXIT_ERROR;
+	}
+	r = acpi_build(&vm->mem, &acpi, &boot.rsdp_addr);
+	if (r) {
+		log_error("cannot build the ACPI tables: %s", strerror(-r));
+		goto out_vm;
+	}
+	r = x86_boot_load(&vm->mem, &boot, &regs, err, sizeof(err));
+	if (r) {
+		log_error("%s", err[0] ? err : strerror(-r));
+		goto out_vm;
+	}
+	accel = pick_accel(o, &regs);
+	if (!accel)
+		goto out_vm;
+	r = accel->create(vm, &regs, &accel_state, &in_kernel);
+	if (r)
+		goto out_vm;
+	r = evloop_add(&ctx->loop, vm->stop_efd, EPOLLIN, on_stop_efd, ctx);
+	if (!r)
+		r = evloop_add(&ctx->loop, vm->timer_efd, EPOLLIN, on_timer_efd, ctx);
+	if (r) {
+		log_error("event loop: %s", strerror(-r));
+		goto out_accel;
+	}
+	ctx->loop.vm = vm;
+	r = pc_board_create(vm, &(struct pc_board_config){
+		.console = ctx->console, .in_kernel_irqchip = in_kernel });
+	if (r)
+		goto out_loop;
+	log_info("booting %s (%s) with %d vCPU(s), %llu MiB, accel %s",
+		 o->boot.kernel_path, regs.format, o->cpus,
+		 (unsigned long long)(o->mem >> 20), accel->name);
+
+	if (accel->start(accel_state) == 0)
+		while (!vm_stopping(vm))
+			evloop_run_once(&ctx->loop, -1);
+	vm_request_stop(vm, VM_STOP_ERROR, 0); /* no-op unless start failed */
+	accel->stop(accel_state);
+
+	switch (atomic_load(&vm->stop_reason)) {
+	case VM_STOP_POWEROFF:
+		status = KVMM_EXIT_OK;
+		break;
+	case VM_STOP_RESET:
+		status = o->reboot_restart ? -1 : KVMM_EXIT_OK;
+		break;
+	case VM_STOP_DEBUG_EXIT:
+		status = (int)(((unsigned)vm->stop_value << 1) | 1) & 0xff;
+		break;
+	case VM_STOP_GUEST_CRASH:
+		status = KVMM_EXIT_GUEST_CRASH;
+		break;
+	case VM_STOP_SIGNAL:
+		status = KVMM_EXIT_OK;
+		break;
+	default:
+		status = KVMM_EXIT_ERROR;
+	}
+out_loop:
+	ctx->loop.vm = NULL;
+	evloop_del(&ctx->loop, vm->stop_efd);
+	evloop_del(&ctx->loop, vm->timer_efd);
+out_accel:
+	chardev_set_receiver(ctx->console, NULL);
+	accel->destroy(accel_state);
+out_vm:
+	vm_destroy(vm);
+	return status;
+}
+
+static struct chardev *open_console(struct run_ctx *ctx, const char *spec)
+{
+	struct chardev *cd;
+
+	if (!strcmp(spec, "stdio"))
+		cd = chardev_open_stdio(&ctx->loop, on_quit_key, ctx);
+	else if (!strcmp(spec, "none"))
+		cd = chardev_open_null();
+	else
+		cd = chardev_open_file(spec);
+	if (!cd)
+		log_error("--console %s: %s", spec, strerror(errno));
+	return cd;
+}
+
+int cli_run(int argc, char **argv)
+{
+	static struct run_ctx ctx; /* the vCPU threads' signals reach it */
+	struct run_opts o;
+	sigset_t sigs;
+	int status;
+
+	if (parse_opts(argc, argv, &o))
+		return KVMM_EXIT_ERROR;
+
+	/* SIGINT/SIGTERM become events; a closed stdout must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	ctx.sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (ctx.sigfd < 0 || evloop_init(&ctx.loop, NULL) ||
+	    evloop_add(&ctx.loop, ctx.sigfd, EPOLLIN, on_signal, &ctx)) {
+		log_error("cannot set up the event loop: %s", strerror(errno));
+		return KVMM_EXIT_ERROR;
+	}
+	ctx.console = open_console(&ctx, o.console);
+	if (!ctx.console)
+		return KVMM_EXIT_ERROR;
+	atexit(chardev_restore_terminal);
+
+	while ((status = run_once(&ctx, &o)) == -1)
+		log_info("guest reset: restarting");
+
+	chardev_close(ctx.console);
+	evloop_destroy(&ctx.loop);
+	close(ctx.sigfd);
+	return status;
+}
