@@ -23,7 +23,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
 #include "cli/cli.h"
-#include "cli/size.h"
+#include "util/size.h"
 #include "core/accel.h"
 #include "core/chardev.h"
 #include "core/event_loop.h"

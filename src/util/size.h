@@ -1,8 +1,8 @@
 /*
  * size.h - parsing sizes given on the command line.
  */
-#ifndef KVMM_CLI_SIZE_H
-#define KVMM_CLI_SIZE_H
+#ifndef KVMM_UTIL_SIZE_H
+#define KVMM_UTIL_SIZE_H
 
 #include <stdint.h>
 
