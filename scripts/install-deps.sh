@@ -10,6 +10,7 @@ pkgs=(
 	busybox-static cpio                # the default guest's initramfs
 	qemu-system-x86 qemu-utils         # the reference for benchmarks and image interoperability
 	python3                            # test-result summary
+	acpica-tools                       # iasl: checks our ACPI tables disassemble cleanly
 )
 
 missing=()

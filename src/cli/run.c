@@ -266,7 +266,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	struct vm *vm = &ctx->vm;
 	struct x86_boot_regs regs;
 	struct x86_boot_config boot = o->boot;
-	struct acpi_config acpi = { .nr_cpus = o->cpus };
+	struct acpi_config acpi;
 	const struct accel_ops *accel;
 	void *accel_state = NULL;
 	bool in_kernel = false;
@@ -279,6 +279,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 			  (unsigned long long)(o->mem >> 20), strerror(-r));
 		return KVMM_EXIT_ERROR;
 	}
+	acpi_config_pc(&acpi, o->cpus);
 	r = acpi_build(&vm->mem, &acpi, &boot.rsdp_addr);
 	if (r) {
 		log_error("cannot build the ACPI tables: %s", strerror(-r));
