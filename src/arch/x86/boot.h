@@ -12,9 +12,9 @@
  *
  * Low-memory layout shared by the loaders (guest-physical addresses):
  *   0x00500  BOOT_GDT_ADDR      GDT: null, null, code (0x10), data (0x18), TSS (0x20)
+ *   0x05000  BOOT_STACK_TOP     initial stack grows down from here
  *   0x06000  BOOT_START_INFO    hvm_start_info / multiboot_info + tables
  *   0x07000  BOOT_ZERO_PAGE     boot_params (4 KiB)
- *   0x08000  BOOT_STACK_TOP     initial stack grows down from here
  *   0x09000  BOOT_PML4          identity page tables: PML4, PDPT, 4 PDs
  *                               mapping 0-4 GiB with 2 MiB pages (0x9000-0xefff)
  *   0x20000  BOOT_CMDLINE_ADDR  kernel command line (BOOT_CMDLINE_MAX bytes)
@@ -38,7 +38,7 @@
 #define BOOT_GDT_ADDR      0x500ull
 #define BOOT_START_INFO    0x6000ull
 #define BOOT_ZERO_PAGE     0x7000ull
-#define BOOT_STACK_TOP     0x8000ull
+#define BOOT_STACK_TOP     0x5000ull
 #define BOOT_PML4          0x9000ull
 #define BOOT_CMDLINE_ADDR  0x20000ull
 #define BOOT_CMDLINE_MAX   4096       /* bytes including the NUL */
