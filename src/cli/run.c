@@ -270,7 +270,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	const struct accel_ops *accel;
 	void *accel_state = NULL;
 	bool in_kernel = false;
-	char err[256] = "";
+	char err[512] = "";
 	int r, status = KVMM_EXIT_ERROR;
 
 	r = vm_init(vm, o->mem, o->cpus);
