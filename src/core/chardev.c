@@ -58,7 +58,10 @@ struct chardev {
 	void (*on_quit)(void *);
 	void *quit_opaque;
 
-	/* buffer output */
+	/* buffer output, under its own lock: output comes from vCPU threads
+	 * holding the device lock, while delivery holds `lock` and then takes
+	 * the device lock, so sharing `lock` would invert the order. */
+	pthread_mutex_t out_lock;
 	char *obuf;
 	size_t olen, ocap;
 };
@@ -82,6 +85,7 @@ static struct chardev *alloc_chardev(enum chardev_kind kind)
 	cd->kind = kind;
 	cd->out_fd = cd->in_fd = cd->wake_efd = -1;
 	pthread_mutex_init(&cd->lock, NULL);
+	pthread_mutex_init(&cd->out_lock, NULL);
 	return cd;
 }
 
@@ -320,14 +324,14 @@ int chardev_write(struct chardev *cd, const void *buf, size_t len)
 	case CD_NULL:
 		return 0;
 	case CD_BUFFER:
-		pthread_mutex_lock(&cd->lock);
+		pthread_mutex_lock(&cd->out_lock);
 		if (cd->ocap - cd->olen <= len) {
 			size_t cap = cd->ocap ? cd->ocap : 256;
 			while (cap - cd->olen <= len)
 				cap *= 2;
 			char *n = realloc(cd->obuf, cap);
 			if (!n) {
-				pthread_mutex_unlock(&cd->lock);
+				pthread_mutex_unlock(&cd->out_lock);
 				return -ENOMEM;
 			}
 			cd->obuf = n;
@@ -336,7 +340,7 @@ int chardev_write(struct chardev *cd, const void *buf, size_t len)
 		memcpy(cd->obuf + cd->olen, buf, len);
 		cd->olen += len;
 		cd->obuf[cd->olen] = '\0';
-		pthread_mutex_unlock(&cd->lock);
+		pthread_mutex_unlock(&cd->out_lock);
 		return 0;
 	}
 	return -EINVAL;
@@ -375,6 +379,7 @@ void chardev_close(struct chardev *cd)
 	if (cd->wake_efd >= 0)
 		close(cd->wake_efd);
 	pthread_mutex_destroy(&cd->lock);
+	pthread_mutex_destroy(&cd->out_lock);
 	free(cd->pending);
 	free(cd->obuf);
 	free(cd);

@@ -48,6 +48,7 @@
 #define PC_PM_TMR_HZ  3579545u    /* ACPI PM timer */
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vm;
 struct chardev;
@@ -55,6 +56,12 @@ struct chardev;
 struct pc_board_config {
 	struct chardev *console; /* COM1's backend; owned by the caller */
 	bool in_kernel_irqchip;  /* KVM provides PIC, IOAPIC and PIT */
+	/* Without in-kernel controllers: where the board's interrupt
+	 * controllers deliver — the 8259's INTR line to the BSP's LINT0 and
+	 * IOAPIC/MSI messages to the local APICs (the software CPU's). */
+	void (*pic_intr)(void *opaque, bool level);
+	void (*lapic_msi)(void *opaque, uint64_t addr, uint32_t data);
+	void *cpu_opaque;
 };
 
 /* Put the PC's devices on vm's buses: COM1, i8042, CMOS/RTC, fw_cfg, POST
