@@ -245,8 +245,11 @@ static const struct accel_ops *pick_accel(const struct run_opts *o,
 		}
 		log_warn("this host's /dev/kvm is PVM (kvm_pvm): a stock Linux kernel "
 			 "will not boot under --accel kvm");
-	} else if (kvm.pvm && !strcmp(o->accel, "kvm")) {
-		log_info("this host's /dev/kvm is PVM (kvm_pvm); small guests run");
+	} else if (kvm.pvm) {
+		/* Said once either way; a warning when the user forced KVM. */
+		log_msg(strcmp(o->accel, "kvm") ? LOG_INFO : LOG_WARN,
+			"this host's /dev/kvm is PVM (kvm_pvm): small guests like this "
+			"one run, stock Linux kernels do not");
 	}
 	if (o->cpus > kvm.max_vcpus) {
 		log_error("--cpus %d: this host's KVM allows at most %d vCPUs",

@@ -480,6 +480,13 @@ static int kvm_create(struct vm *vm, const struct x86_boot_regs *regs,
 	    (r = vm_ioctl(k, KVM_SET_IDENTITY_MAP_ADDR, (unsigned long)&idmap,
 			  "KVM_SET_IDENTITY_MAP_ADDR")))
 		goto fail;
+	/* Where the host can, have emulation failures report the instruction
+	 * bytes themselves (for the crash report). */
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_ON_EMULATION_FAILURE) > 0) {
+		struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE,
+					      .args = { 1 } };
+		ioctl(k->vm_fd, KVM_ENABLE_CAP, &cap);
+	}
 	if ((r = vm_ioctl(k, KVM_CREATE_IRQCHIP, 0, "KVM_CREATE_IRQCHIP")))
 		goto fail;
 	if ((r = vm_ioctl(k, KVM_CREATE_PIT2, (unsigned long)&pit, "KVM_CREATE_PIT2")))

@@ -36,8 +36,8 @@ struct kvm_cpuid2 *kvm_cpuid_for_vcpu(const struct kvm_cpuid2 *sup,
 
 /* Load the BSP (index 0) or AP state into a fresh vCPU: registers for the
  * boot entry mode (BSP only), FPU (FCW 0x37f, MXCSR 0x1f80), MSRs the guest
- * expects (those the host refuses are skipped), and LAPIC LINT0 = ExtINT,
- * LINT1 = NMI.  `msr_index` lists the MSRs KVM supports.  Returns 0 or
+ * expects (those the host refuses are skipped), and LAPIC LINT0 = ExtINT
+ * (BSP only), LINT1 = NMI.  `msr_index` lists the MSRs KVM supports.  Returns 0 or
  * -errno of the failing ioctl. */
 int kvm_regs_init(int vcpu_fd, int index, const struct x86_boot_regs *regs,
 		  const struct kvm_msr_list *msr_index);

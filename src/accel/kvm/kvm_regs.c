@@ -10,8 +10,8 @@
  * Things no PVM host will reveal but every hardware host needs: the FPU's
  * initial control words (a zero MXCSR masks no exceptions, so the first SSE
  * instruction of a guest would fault), MISC_ENABLE with fast strings (Linux
- * reads it in early boot), and the LAPIC LVTs of a PC: LINT0 as ExtINT so the
- * 8259 reaches the BSP before the IOAPIC is set up, LINT1 as NMI.
+ * reads it in early boot), and the LAPIC LVTs of a PC: the BSP's LINT0 as
+ * ExtINT so the 8259 reaches it before the IOAPIC is set up, LINT1 as NMI.
  */
 #include "accel/kvm/kvm.h"
 
@@ -157,13 +157,16 @@ static void set_lvt_mode(struct kvm_lapic_state *l, int reg, uint32_t mode)
 	memcpy(&l->regs[reg], &v, 4);
 }
 
-static int set_lapic(int fd)
+static int set_lapic(int fd, int index)
 {
 	struct kvm_lapic_state l;
 
 	if (ioctl(fd, KVM_GET_LAPIC, &l) < 0)
 		return -errno;
-	set_lvt_mode(&l, APIC_LVT0, APIC_MODE_EXTINT);
+	/* Only the BSP takes the 8259's output, as the MP spec's virtual
+	 * wire mode has it; APs keep LINT0 masked. */
+	if (index == 0)
+		set_lvt_mode(&l, APIC_LVT0, APIC_MODE_EXTINT);
 	set_lvt_mode(&l, APIC_LVT1, APIC_MODE_NMI);
 	return ioctl(fd, KVM_SET_LAPIC, &l) < 0 ? -errno : 0;
 }
@@ -177,7 +180,7 @@ int kvm_regs_init(int vcpu_fd, int index, const struct x86_boot_regs *regs,
 	if (!r)
 		r = set_fpu(vcpu_fd);
 	if (!r)
-		r = set_lapic(vcpu_fd);
+		r = set_lapic(vcpu_fd, index);
 	if (!r && index == 0)
 		r = set_boot_regs(vcpu_fd, regs);
 	return r;
