@@ -11,6 +11,7 @@ pkgs=(
 	qemu-system-x86 qemu-utils         # the reference for benchmarks and image interoperability
 	python3                            # test-result summary
 	acpica-tools                       # iasl: checks our ACPI tables disassemble cleanly
+	libzydis-dev                       # x86 decoder of the software CPU (--accel emu)
 )
 
 missing=()
