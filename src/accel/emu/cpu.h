@@ -28,6 +28,8 @@
 
 struct guest_mem;
 struct bus;
+struct vm;
+struct lapic;
 
 /* General-purpose registers, in the encoding order of the ModRM/REX fields. */
 enum emu_gpr {
@@ -213,6 +215,20 @@ struct emu_cpu {
 	struct guest_mem *mem;
 	const struct bus *mmio;
 	const struct bus *pio;
+	struct vm *vm;         /* for vm_clock_ns() and stop requests */
+	struct lapic *lapic;   /* this vCPU's local APIC (accel/emu/lapic.h) */
+	int index;             /* vCPU number = APIC ID */
+
+	/* Event state (exceptions.c, accel.c). */
+	bool int_shadow;       /* STI / MOV SS / POP SS: no interrupt before the next insn */
+	bool nmi_blocked;      /* from NMI delivery until the next IRET */
+	bool halted;           /* HLT retired; waiting for an interrupt */
+
+	/* @MMU-FIELDS@ (mmu.c: TLB) */
+	/* @SYS-FIELDS@ (exec_system.c, cpuid.c, msr.c, tsc.c) */
+	/* @SEG-FIELDS@ (exceptions.c, exec_segment.c) */
+	/* @SIMD-FIELDS@ (exec_sse.c, exec_x87.c) */
+	/* @ACCEL-FIELDS@ (accel.c, blocks.c) */
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */

@@ -245,6 +245,9 @@ static uint16_t map_mnemonic(ZydisMnemonic m, unsigned nr_visible)
 	case ZYDIS_MNEMONIC_SCASB: case ZYDIS_MNEMONIC_SCASW:
 	case ZYDIS_MNEMONIC_SCASD: case ZYDIS_MNEMONIC_SCASQ:
 		return EMU_OP_SCAS;
+	/* @SYS-MNEMONICS@ */
+	/* @SEG-MNEMONICS@ */
+	/* @SIMD-MNEMONICS@ */
 	default:
 		return EMU_OP_UD;
 	}

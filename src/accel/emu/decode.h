@@ -47,6 +47,12 @@ enum emu_op {
 	EMU_OP_LOOPE, EMU_OP_LOOPNE, EMU_OP_JRCXZ,
 	/* exec_string.c */
 	EMU_OP_MOVS, EMU_OP_STOS, EMU_OP_LODS, EMU_OP_CMPS, EMU_OP_SCAS,
+	/* exec_system.c, exec_misc.c, cpuid.c, msr.c, tsc.c */
+	/* @SYS-OPS@ */
+	/* exceptions.c, exec_segment.c */
+	/* @SEG-OPS@ */
+	/* exec_sse.c, exec_x87.c */
+	/* @SIMD-OPS@ */
 	EMU_OP_COUNT
 };
 

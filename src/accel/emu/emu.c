@@ -100,6 +100,9 @@ static const emu_handler handlers[EMU_OP_COUNT] = {
 	[EMU_OP_LODS] = emu_exec_string,
 	[EMU_OP_CMPS] = emu_exec_string,
 	[EMU_OP_SCAS] = emu_exec_string,
+	/* @SYS-HANDLERS@ */
+	/* @SEG-HANDLERS@ */
+	/* @SIMD-HANDLERS@ */
 };
 
 int emu_raise(struct emu_cpu *cpu, unsigned vector, bool has_error,

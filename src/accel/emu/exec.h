@@ -153,5 +153,8 @@ EMU_HANDLER(leave);
 EMU_HANDLER(jmp); EMU_HANDLER(jcc); EMU_HANDLER(call); EMU_HANDLER(ret);
 EMU_HANDLER(loop); EMU_HANDLER(jrcxz);
 EMU_HANDLER(string);
+/* @SYS-DECLS@ */
+/* @SEG-DECLS@ */
+/* @SIMD-DECLS@ */
 
 #endif
