@@ -228,7 +228,10 @@ struct chardev *chardev_open_stdio(struct evloop *loop,
 		goto fail;
 	}
 
-	if (isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
+	/* Raw mode only when we own the terminal: a background process group
+	 * changing it would be stopped with SIGTTOU. */
+	if (isatty(STDIN_FILENO) && tcgetpgrp(STDIN_FILENO) == getpgrp() &&
+	    tcgetattr(STDIN_FILENO, &saved_termios) == 0) {
 		struct termios raw = saved_termios;
 		termios_saved = true;
 		cfmakeraw(&raw);

@@ -285,6 +285,13 @@ int boot_linux_load(struct boot_ctx *c, struct x86_boot_regs *regs)
 		return boot_fail(c, -ENOEXEC,
 				 "truncated: the protected-mode kernel (%" PRIu64 " bytes) ends before the 64-bit entry at +0x%x",
 				 pm_size, STARTUP_64_OFF);
+	/* syssize (16-byte units) is what the build wrote; a shorter file was
+	 * cut off (a signature may follow, so longer is fine). */
+	if ((uint64_t)boot_rd32(d + HDR_OFF(syssize)) * 16 > pm_size)
+		return boot_fail(c, -ENOEXEC,
+				 "truncated: the header says the protected-mode kernel is %" PRIu64
+				 " bytes but the file holds %" PRIu64,
+				 (uint64_t)boot_rd32(d + HDR_OFF(syssize)) * 16, pm_size);
 	init_size = boot_rd32(d + HDR_OFF(init_size));
 	load = DEFAULT_LOAD;
 	if (d[HDR_OFF(relocatable_kernel)])
