@@ -12,7 +12,7 @@ if [ -e /sys/module/kvm_pvm ] || [ ! -w /dev/kvm ]; then
 	     "--accel emu (kvmm's software CPU), which is not built yet." >&2
 	echo "kvmm: booting kvmm's own test guest (tests/guests) under KVM instead." >&2
 	exec "$build/kvmm" run --kernel "$build/tests/guests/basic.bzImage" --mem 256M --cpus 2 \
-		--cmdline "test=all expect_cpus=2 expect_mem_mb=256"
+		--cmdline "expect_cpus=2 expect_mem=256M"
 fi
 
 kernel=$(scripts/guest-kernel.sh | tail -n 1)
