@@ -30,7 +30,7 @@
 #   first out   exec of the VMM process → first byte the guest wrote to the serial console (on stdout)
 #   marker      exec → the line KVMM-INIT-OK on the console (--accel emu: the guest's /init is running)
 #   exit        exec → the VMM process has exited (the guest powered off / wrote the debug-exit port)
-#   peak RSS    the VMM's peak resident set (getrusage of the child: ru_maxrss), guest RAM it touched included
+#   peak RSS    the VMM's peak resident set (ru_maxrss via GNU time), guest RAM it touched included
 #   ×kvmm       that figure divided by kvmm's (above 1: kvmm is faster / smaller)
 #
 # Environment: BUILD (build dir, default build), KVMM (the kvmm binary), QEMU (default qemu-system-x86_64),
@@ -147,7 +147,8 @@ if [ "$accel" = kvm ]; then columns=first,exit,rss_kib; else columns=first,marke
 python3 - "$cfgfile" "$title" "$host" "$rev" "$warmup" "$timeout" "$verbose" "$json" "$columns" <<'EOF'
 # The measuring side. Each run: fork+exec the VMM with stdout/stderr on pipes and stdin on a pipe that stays
 # open (so no VMM sees EOF), time the first stdout byte, the marker and the exit (a pidfd becomes readable when
-# the process ends), and read the peak RSS from wait4()'s rusage.
+# the process ends), and read the peak RSS through GNU time: a child forked from Python would count Python's own
+# pages in ru_maxrss (the high-water mark of the pre-exec image), so a small forking parent measures instead.
 import json, os, select, signal, statistics, subprocess, sys, time
 
 cfgfile, title, host, rev, warmup, timeout, verbose, json_path, columns = sys.argv[1:10]
@@ -159,8 +160,10 @@ for line in open(cfgfile).read().splitlines():
     configs.append(dict(name=name, runs=int(n), marker=marker.encode(), mode=mode, argv=argv.split("\x1f")))
 
 def run_once(c):
+    rssfile = f"/tmp/kvmm-bench-rss.{os.getpid()}"
     t0 = time.perf_counter()
-    p = subprocess.Popen(c["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(["/usr/bin/time", "-q", "-f", "%M", "-o", rssfile] + c["argv"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pidfd = os.pidfd_open(p.pid)
     r = dict(first=None, marker=None, exit=None, rss_kib=None, status=None, error=None)
     out, err, fds = b"", b"", {p.stdout.fileno(): "out", p.stderr.fileno(): "err", pidfd: "pid"}
@@ -201,7 +204,12 @@ def run_once(c):
         f.close()
     os.close(pidfd)
     r["status"] = p.returncode
-    r["rss_kib"] = ru.ru_maxrss
+    try:
+        with open(rssfile) as f:
+            r["rss_kib"] = int(f.read().split()[-1])
+        os.unlink(rssfile)
+    except (OSError, ValueError, IndexError):
+        r["rss_kib"] = None
     if r["marker"] is None and r["error"] is None:
         last = (err.decode(errors="replace").strip().splitlines() or out.decode(errors="replace").strip().splitlines()
                 or [f"exit status {p.returncode}"])[-1]

@@ -9,7 +9,7 @@ pkgs=(
 	libcmocka-dev                      # unit and device tests
 	busybox-static cpio                # the default guest's initramfs
 	qemu-system-x86 qemu-utils         # the reference for benchmarks and image interoperability
-	python3                            # test-result summary
+	python3 time                       # test-result summary; GNU time measures peak RSS in bench/
 	acpica-tools                       # iasl: checks our ACPI tables disassemble cleanly
 	libzydis-dev                       # x86 decoder of the software CPU (--accel emu)
 )
