@@ -8,14 +8,21 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#define HUGE_SKIP (2ull << 20)
+
 static int map_region(struct guest_mem *gm, uint64_t gpa, uint64_t size)
 {
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return -ENOMEM;
-	/* Huge pages make guest TLB misses cheaper; harmless if refused. */
-	madvise(p, size, MADV_HUGEPAGE);
+	/* Huge pages make guest TLB misses cheaper; harmless if refused.  Not
+	 * for the first 2 MiB of RAM, which the loader always touches (boot
+	 * tables, ACPI): a small guest would pay a whole huge page for them. */
+	if (gpa == 0 && size > HUGE_SKIP)
+		madvise((uint8_t *)p + HUGE_SKIP, size - HUGE_SKIP, MADV_HUGEPAGE);
+	else if (gpa != 0)
+		madvise(p, size, MADV_HUGEPAGE);
 	gm->regions[gm->nr_regions++] =
 		(struct gm_region){ .gpa = gpa, .size = size, .hva = p };
 	return 0;
