@@ -60,7 +60,8 @@ static void usage(FILE *f)
 "  --console stdio|none|FILE\n"
 "                       where COM1 goes (default stdio)\n"
 "  --accel auto|kvm|emu accelerator (default auto: KVM where it can run the\n"
-"                       guest; stock Linux kernels cannot run on PVM hosts)\n"
+"                       guest, else the software CPU, emu, which is much\n"
+"                       slower; stock Linux kernels cannot run on PVM hosts)\n"
 "  --reboot=exit|restart  what a guest reset does (default exit)\n"
 "  --verbose, -v        more diagnostics (repeat for debug)\n"
 "  --version            print the version and exit\n"
@@ -184,6 +185,9 @@ struct run_ctx {
 	struct evloop loop;
 	struct chardev *console;
 	int sigfd;
+	/* The user asked to quit: no restart after a guest reset that won
+	 * the race against the signal (first stop request wins). */
+	bool quit;
 };
 
 static void on_stop_efd(void *opaque, uint32_t events)
@@ -210,44 +214,51 @@ static void on_signal(void *opaque, uint32_t events)
 	struct run_ctx *ctx = opaque;
 	struct signalfd_siginfo si;
 
-	if (read(ctx->sigfd, &si, sizeof(si)) == sizeof(si))
+	if (read(ctx->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		ctx->quit = true;
 		vm_request_stop(&ctx->vm, VM_STOP_SIGNAL, (int)si.ssi_signo);
+	}
 }
 
 static void on_quit_key(void *opaque)
 {
 	struct run_ctx *ctx = opaque;
+	ctx->quit = true;
 	vm_request_stop(&ctx->vm, VM_STOP_SIGNAL, 0);
 }
 
-/* Which accelerator runs this guest; NULL after logging why none can. */
+/* Which accelerator runs this guest; NULL after logging why none can.
+ * --accel auto takes KVM where it can run the guest and otherwise the
+ * software CPU, saying why in one line (it is far slower). */
 static const struct accel_ops *pick_accel(const struct run_opts *o,
 					  const struct x86_boot_regs *regs)
 {
 	struct kvm_host_info kvm;
+	bool auto_pick = !strcmp(o->accel, "auto");
 
+	if (!strcmp(o->accel, "emu"))
+		return &emu_accel_ops;
 	kvm_probe(&kvm);
-	if (!strcmp(o->accel, "emu")) {
-		log_error("--accel emu: the software CPU is not part of this build yet");
-		return NULL;
-	}
 	if (!kvm.usable) {
-		log_error("%s; the software CPU (--accel emu) is not part of this build yet",
-			  kvm.why);
+		if (auto_pick) {
+			log_warn("using the software CPU (--accel emu): %s", kvm.why);
+			return &emu_accel_ops;
+		}
+		log_error("%s (--accel emu runs guests without KVM)", kvm.why);
 		return NULL;
 	}
 	if (kvm.pvm && regs->is_linux) {
-		if (!strcmp(o->accel, "auto")) {
-			log_error("this host's /dev/kvm is PVM (kvm_pvm), which cannot run a stock "
-				  "Linux kernel; it needs --accel emu, not part of this build yet "
-				  "(--accel kvm tries anyway)");
-			return NULL;
+		if (auto_pick) {
+			log_warn("using the software CPU (--accel emu): this host's "
+				 "/dev/kvm is PVM (kvm_pvm), which cannot run a stock "
+				 "Linux kernel (--accel kvm tries anyway)");
+			return &emu_accel_ops;
 		}
 		log_warn("this host's /dev/kvm is PVM (kvm_pvm): a stock Linux kernel "
 			 "will not boot under --accel kvm");
 	} else if (kvm.pvm) {
 		/* Said once either way; a warning when the user forced KVM. */
-		log_msg(strcmp(o->accel, "kvm") ? LOG_INFO : LOG_WARN,
+		log_msg(auto_pick ? LOG_INFO : LOG_WARN,
 			"this host's /dev/kvm is PVM (kvm_pvm): small guests like this "
 			"one run, stock Linux kernels do not");
 	}
@@ -271,6 +282,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	struct x86_boot_config boot = o->boot;
 	struct acpi_config acpi;
 	const struct accel_ops *accel;
+	struct pc_board_config board;
 	void *accel_state = NULL;
 	bool in_kernel = false;
 	char err[512] = "";
@@ -307,8 +319,15 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 		goto out_accel;
 	}
 	ctx->loop.vm = vm;
-	r = pc_board_create(vm, &(struct pc_board_config){
-		.console = ctx->console, .in_kernel_irqchip = in_kernel });
+	board = (struct pc_board_config){ .console = ctx->console,
+					  .in_kernel_irqchip = in_kernel };
+	/* Without an in-kernel irqchip the accelerator says where the
+	 * board's PIC, IOAPIC and MSIs deliver, and learns about them. */
+	if (!in_kernel && accel->board_config)
+		accel->board_config(accel_state, &board);
+	r = pc_board_create(vm, &board);
+	if (!r && accel->board_ready)
+		r = accel->board_ready(accel_state, vm);
 	if (r)
 		goto out_loop;
 	log_info("booting %s (%s) with %d vCPU(s), %llu MiB, accel %s",
@@ -395,8 +414,10 @@ int cli_run(int argc, char **argv)
 		return KVMM_EXIT_ERROR;
 	atexit(chardev_restore_terminal);
 
-	while ((status = run_once(&ctx, &o)) == -1)
+	while ((status = run_once(&ctx, &o)) == -1 && !ctx.quit)
 		log_info("guest reset: restarting");
+	if (status == -1)
+		status = KVMM_EXIT_OK; /* reset, then quit */
 
 	chardev_close(ctx.console);
 	evloop_destroy(&ctx.loop);

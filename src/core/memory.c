@@ -82,6 +82,7 @@ int gm_write(struct guest_mem *gm, uint64_t gpa, const void *buf, size_t len)
 	if (!p)
 		return -EFAULT;
 	memcpy(p, buf, len);
+	gm_note_write(gm, gpa, len);
 	return 0;
 }
 

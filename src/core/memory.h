@@ -33,6 +33,11 @@ struct guest_mem {
 	struct gm_region regions[GM_MAX_REGIONS];
 	int nr_regions;
 	uint64_t ram_size; /* total RAM in bytes, both regions */
+	/* Told about every write to RAM that does not come from a vCPU's own
+	 * write path (gm_note_write), so the software CPU can drop decoded
+	 * code for it.  NULL unless the software CPU runs. */
+	void (*write_notify)(void *opaque, uint64_t gpa, uint64_t len);
+	void *write_notify_opaque;
 };
 
 /* Map `ram_size` bytes of guest RAM (a multiple of 4096, > 0) laid out around
@@ -52,6 +57,16 @@ void *gm_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len);
  * byte of the range is not RAM (nothing is copied then). */
 int gm_read(const struct guest_mem *gm, uint64_t gpa, void *buf, size_t len);
 int gm_write(struct guest_mem *gm, uint64_t gpa, const void *buf, size_t len);
+
+/* A device (or anything but a vCPU) wrote [gpa, gpa + len) of RAM through
+ * a pointer from gm_ptr(); gm_write() calls it itself.  Cheap when nobody
+ * listens (one NULL check). */
+static inline void gm_note_write(struct guest_mem *gm, uint64_t gpa,
+				 uint64_t len)
+{
+	if (gm->write_notify && len)
+		gm->write_notify(gm->write_notify_opaque, gpa, len);
+}
 
 /* End of low RAM (bytes): min(ram_size, GM_HOLE_START). */
 uint64_t gm_low_end(const struct guest_mem *gm);

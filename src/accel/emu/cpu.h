@@ -30,6 +30,8 @@ struct guest_mem;
 struct bus;
 struct vm;
 struct lapic;
+struct emu_blocks;
+struct emu_code_map;
 
 /* General-purpose registers, in the encoding order of the ModRM/REX fields. */
 enum emu_gpr {
@@ -225,10 +227,48 @@ struct emu_cpu {
 	bool halted;           /* HLT retired; waiting for an interrupt */
 
 	/* @MMU-FIELDS@ (mmu.c: TLB) */
+	/* Software TLB (mmu.c, mmu.h): direct-mapped by linear page number.
+	 * Zero (emu_cpu_init's memset) is the empty TLB. */
+	struct emu_tlb {
+		uint64_t key;     /* emu_mmu_key() the entries were made under */
+		uint64_t cr3;     /* CR3 they were made under */
+		bool has_global;  /* some entry has EMU_TLB_GLOBAL */
+		bool has_large;   /* some entry came from a 2M/4M/1G page */
+		bool disabled;    /* never fill (benchmarks: walk every access) */
+		uint64_t misses;  /* page walks (and identity fills) */
+		uint64_t flushes; /* full or non-global flushes */
+		struct emu_tlb_entry {
+			uint64_t tag;   /* linear page | 1; 0 = empty */
+			uint8_t *host;  /* host address of the page if RAM, else NULL */
+			uint64_t gpa;   /* guest-physical 4 KiB page */
+			uint16_t perm;  /* EMU_TLB_* (mmu.h) */
+			uint8_t shift;  /* log2 size of the page that mapped it */
+		} e[512];
+	} tlb;
 	/* @SYS-FIELDS@ (exec_system.c, cpuid.c, msr.c, tsc.c) */
+	int nr_cpus;                /* vCPUs in the VM, for CPUID topology (0 = 1) */
+	uint64_t msr_unknown;       /* RDMSR/WRMSR of an unknown MSR (#GP) */
+	uint32_t msr_last_unknown;  /* the last such MSR number */
+	uint64_t msr_hwcr;          /* AMD HWCR 0xC0010015 */
+	uint64_t msr_de_cfg;        /* AMD DE_CFG 0xC0011029 */
+	uint64_t tsc_deadline;      /* IA32_TSC_DEADLINE when there is no LAPIC */
+	uint64_t kvmclock_msr;      /* MSR_KVM_SYSTEM_TIME_NEW as written */
+	uint64_t kvmclock_wall_msr; /* MSR_KVM_WALL_CLOCK_NEW as written */
+	uint32_t kvmclock_version;  /* pvclock version counter (even) */
 	/* @SEG-FIELDS@ (exceptions.c, exec_segment.c) */
 	/* @SIMD-FIELDS@ (exec_sse.c, exec_x87.c) */
+	/* x87 state (SDM Vol. 1 8.1).  st[] are the physical registers
+	 * R0-R7 (ST(i) = R[(TOP + i) & 7]), held as the host's 80-bit long
+	 * double; TOP lives in fsw bits 13:11; x87_valid bit i = R[i] not
+	 * empty (the full tag word is derived when stored). */
+	long double x87_st[8];
+	uint16_t fcw, fsw, fop;
+	uint8_t x87_valid;
+	uint16_t fcs, fds;
+	uint64_t fip, fdp;
 	/* @ACCEL-FIELDS@ (accel.c, blocks.c) */
+	struct emu_blocks *blocks;   /* decoded-block cache (blocks.h), or NULL */
+	struct emu_code_map *code;   /* the VM's "holds code" pages, or NULL */
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */
@@ -295,11 +335,11 @@ int emu_mem_fetch(struct emu_cpu *cpu, uint64_t offset, void *buf,
 int emu_mem_host_ptr(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		     unsigned size, void **host);
 
-/* Linear -> guest-physical translation of one byte's page (mmu.c).  For now
- * the identity map of the physical address space (paging is the next step);
- * linear addresses at or above 2^maxphyaddr raise #PF (P=0, with W/U/I from
- * `acc` and the CPL) since no page table can map them.  Returns 0 or
- * EMU_EXC(#PF) with cpu->exc.cr2 = lin. */
+/* Linear -> guest-physical translation of one byte's page (mmu.c): the
+ * identity map with CR0.PG = 0, else a walk of the 32-bit, PAE or 4-level
+ * tables with the permission checks of the CPL (CPL 3 = user access),
+ * setting Accessed/Dirty, behind the vCPU's software TLB.  Returns 0 or
+ * EMU_EXC(#PF) with cpu->exc.cr2 = lin and the SDM's error code. */
 int emu_translate(struct emu_cpu *cpu, uint64_t lin, enum emu_access acc,
 		  uint64_t *gpa);
 

@@ -246,8 +246,77 @@ static uint16_t map_mnemonic(ZydisMnemonic m, unsigned nr_visible)
 	case ZYDIS_MNEMONIC_SCASD: case ZYDIS_MNEMONIC_SCASQ:
 		return EMU_OP_SCAS;
 	/* @SYS-MNEMONICS@ */
+	case ZYDIS_MNEMONIC_CLTS:      return EMU_OP_CLTS;
+	case ZYDIS_MNEMONIC_HLT:       return EMU_OP_HLT;
+	case ZYDIS_MNEMONIC_IN:        return EMU_OP_IN;
+	case ZYDIS_MNEMONIC_OUT:       return EMU_OP_OUT;
+	case ZYDIS_MNEMONIC_INSB: case ZYDIS_MNEMONIC_INSW:
+	case ZYDIS_MNEMONIC_INSD:      return EMU_OP_INS;
+	case ZYDIS_MNEMONIC_OUTSB: case ZYDIS_MNEMONIC_OUTSW:
+	case ZYDIS_MNEMONIC_OUTSD:     return EMU_OP_OUTS;
+	case ZYDIS_MNEMONIC_INVLPG:    return EMU_OP_INVLPG;
+	case ZYDIS_MNEMONIC_WBINVD: case ZYDIS_MNEMONIC_INVD:
+		return EMU_OP_WBINVD;
+	case ZYDIS_MNEMONIC_LFENCE: case ZYDIS_MNEMONIC_MFENCE:
+	case ZYDIS_MNEMONIC_SFENCE:    return EMU_OP_FENCE;
+	/* Cache-line and prefetch hints: no architectural effect here
+	 * (exec_system.c says why CLFLUSH does not even probe). */
+	case ZYDIS_MNEMONIC_CLFLUSH: case ZYDIS_MNEMONIC_CLFLUSHOPT:
+	case ZYDIS_MNEMONIC_PREFETCHNTA: case ZYDIS_MNEMONIC_PREFETCHT0:
+	case ZYDIS_MNEMONIC_PREFETCHT1: case ZYDIS_MNEMONIC_PREFETCHT2:
+	case ZYDIS_MNEMONIC_PREFETCHW: case ZYDIS_MNEMONIC_PREFETCH:
+		return EMU_OP_NOP;
+	case ZYDIS_MNEMONIC_RDPMC:     return EMU_OP_RDPMC;
+	case ZYDIS_MNEMONIC_RDTSC:     return EMU_OP_RDTSC;
+	case ZYDIS_MNEMONIC_RDTSCP:    return EMU_OP_RDTSCP;
+	case ZYDIS_MNEMONIC_RDMSR:     return EMU_OP_RDMSR;
+	case ZYDIS_MNEMONIC_WRMSR:     return EMU_OP_WRMSR;
+	case ZYDIS_MNEMONIC_CPUID:     return EMU_OP_CPUID;
+	case ZYDIS_MNEMONIC_CMPXCHG8B: case ZYDIS_MNEMONIC_CMPXCHG16B:
+		return EMU_OP_CMPXCHG8B;
+	case ZYDIS_MNEMONIC_SHLD:      return EMU_OP_SHLD;
+	case ZYDIS_MNEMONIC_SHRD:      return EMU_OP_SHRD;
+	case ZYDIS_MNEMONIC_POPCNT:    return EMU_OP_POPCNT;
+	/* BMI1 and ABM are hidden (cpuid.c), so F3 0F BC / F3 0F BD execute
+	 * as BSF / BSR with the REP prefix ignored, as on CPUs without them. */
+	case ZYDIS_MNEMONIC_TZCNT:     return EMU_OP_BSF;
+	case ZYDIS_MNEMONIC_LZCNT:     return EMU_OP_BSR;
+	case ZYDIS_MNEMONIC_XLAT:      return EMU_OP_XLAT;
 	/* @SEG-MNEMONICS@ */
+	case ZYDIS_MNEMONIC_INT:       return EMU_OP_INT;
+	case ZYDIS_MNEMONIC_INT3:      return EMU_OP_INT3;
+	case ZYDIS_MNEMONIC_INTO:      return EMU_OP_INTO;
+	case ZYDIS_MNEMONIC_INT1:      return EMU_OP_INT1;
+	case ZYDIS_MNEMONIC_IRET: case ZYDIS_MNEMONIC_IRETD:
+	case ZYDIS_MNEMONIC_IRETQ:     return EMU_OP_IRET;
+	case ZYDIS_MNEMONIC_LDS:       return EMU_OP_LDS;
+	case ZYDIS_MNEMONIC_LES:       return EMU_OP_LES;
+	case ZYDIS_MNEMONIC_LFS:       return EMU_OP_LFS;
+	case ZYDIS_MNEMONIC_LGS:       return EMU_OP_LGS;
+	case ZYDIS_MNEMONIC_LSS:       return EMU_OP_LSS;
+	case ZYDIS_MNEMONIC_LGDT:      return EMU_OP_LGDT;
+	case ZYDIS_MNEMONIC_LIDT:      return EMU_OP_LIDT;
+	case ZYDIS_MNEMONIC_SGDT:      return EMU_OP_SGDT;
+	case ZYDIS_MNEMONIC_SIDT:      return EMU_OP_SIDT;
+	case ZYDIS_MNEMONIC_LLDT:      return EMU_OP_LLDT;
+	case ZYDIS_MNEMONIC_SLDT:      return EMU_OP_SLDT;
+	case ZYDIS_MNEMONIC_LTR:       return EMU_OP_LTR;
+	case ZYDIS_MNEMONIC_STR:       return EMU_OP_STR;
+	case ZYDIS_MNEMONIC_LAR:       return EMU_OP_LAR;
+	case ZYDIS_MNEMONIC_LSL:       return EMU_OP_LSL;
+	case ZYDIS_MNEMONIC_VERR:      return EMU_OP_VERR;
+	case ZYDIS_MNEMONIC_VERW:      return EMU_OP_VERW;
+	case ZYDIS_MNEMONIC_SWAPGS:    return EMU_OP_SWAPGS;
+	case ZYDIS_MNEMONIC_SYSCALL:   return EMU_OP_SYSCALL;
+	case ZYDIS_MNEMONIC_SYSRET:    return EMU_OP_SYSRET;
+	case ZYDIS_MNEMONIC_SYSENTER:  return EMU_OP_SYSENTER;
+	case ZYDIS_MNEMONIC_SYSEXIT:   return EMU_OP_SYSEXIT;
+	case ZYDIS_MNEMONIC_CLI:       return EMU_OP_CLI;
+	case ZYDIS_MNEMONIC_STI:       return EMU_OP_STI;
 	/* @SIMD-MNEMONICS@ */
+#define EMU_SIMD_OP(mn, h) case ZYDIS_MNEMONIC_##mn: return EMU_OP_##mn;
+#include "accel/emu/simd_ops.def"
+#undef EMU_SIMD_OP
 	default:
 		return EMU_OP_UD;
 	}
@@ -315,6 +384,47 @@ int emu_decode(enum emu_mode mode, unsigned stack_size, const uint8_t *bytes,
 		insn->seg = EMU_SEG_GS;
 	for (unsigned i = 0; i < n; i++)
 		map_operand(&zo[i], &insn->opnd[i]);
+	/* SEG: far JMP/CALL/RET share Zydis's mnemonics with the near ones
+	 * (ptr16:xx becomes offset and selector immediates), and MOV/POP to a
+	 * segment register with the GPR forms (exec_segment.c). */
+	if (zi.meta.branch_type == ZYDIS_BRANCH_TYPE_FAR) {
+		if (insn->op == EMU_OP_JMP)
+			insn->op = EMU_OP_JMPF;
+		else if (insn->op == EMU_OP_CALL)
+			insn->op = EMU_OP_CALLF;
+		else if (insn->op == EMU_OP_RET)
+			insn->op = EMU_OP_RETF;
+		if (n >= 1 && zo[0].type == ZYDIS_OPERAND_TYPE_POINTER) {
+			insn->opnd[0].kind = insn->opnd[1].kind = EMU_OPND_IMM;
+			insn->opnd[0].val = zo[0].ptr.offset;
+			insn->opnd[1].val = zo[0].ptr.segment;
+			insn->nr_opnds = 2;
+		}
+	}
+	if (n >= 1 && insn->opnd[0].kind == EMU_OPND_SEG) {
+		if (insn->op == EMU_OP_MOV)
+			insn->op = EMU_OP_MOV_SREG;
+		else if (insn->op == EMU_OP_POP)
+			insn->op = EMU_OP_POP_SREG;
+	}
+	/* SYS: MOV to/from CRn / DRn (0F 20-23) go to exec_system.c with the
+	 * CR/DR number in the reg of the EMU_OPND_OTHER operand. */
+	if (zi.encoding == ZYDIS_INSTRUCTION_ENCODING_LEGACY &&
+	    zi.opcode_map == ZYDIS_OPCODE_MAP_0F &&
+	    (zi.opcode & 0xfc) == 0x20) {
+		insn->op = (zi.opcode & 1) ? EMU_OP_MOVDR : EMU_OP_MOVCR;
+		for (unsigned i = 0; i < n; i++) {
+			ZydisRegister r = zo[i].reg.value;
+
+			if (insn->opnd[i].kind != EMU_OPND_OTHER)
+				continue;
+			if (r >= ZYDIS_REGISTER_CR0 && r <= ZYDIS_REGISTER_CR15)
+				insn->opnd[i].reg = (uint8_t)(r - ZYDIS_REGISTER_CR0);
+			else if (r >= ZYDIS_REGISTER_DR0 &&
+				 r <= ZYDIS_REGISTER_DR15)
+				insn->opnd[i].reg = (uint8_t)(r - ZYDIS_REGISTER_DR0);
+		}
+	}
 	/* LOCK is legal only with a memory destination (SDM Vol. 2A LOCK). */
 	if ((insn->prefixes & EMU_PFX_LOCK) &&
 	    (n == 0 || insn->opnd[0].kind != EMU_OPND_MEM))

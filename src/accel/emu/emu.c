@@ -101,8 +101,67 @@ static const emu_handler handlers[EMU_OP_COUNT] = {
 	[EMU_OP_CMPS] = emu_exec_string,
 	[EMU_OP_SCAS] = emu_exec_string,
 	/* @SYS-HANDLERS@ */
+	[EMU_OP_MOVCR] = emu_exec_movcr,
+	[EMU_OP_MOVDR] = emu_exec_movdr,
+	[EMU_OP_CLTS] = emu_exec_clts,
+	[EMU_OP_HLT] = emu_exec_hlt,
+	[EMU_OP_IN] = emu_exec_in,
+	[EMU_OP_OUT] = emu_exec_out,
+	[EMU_OP_INS] = emu_exec_pio_string,
+	[EMU_OP_OUTS] = emu_exec_pio_string,
+	[EMU_OP_INVLPG] = emu_exec_invlpg,
+	[EMU_OP_WBINVD] = emu_exec_wbinvd,
+	[EMU_OP_FENCE] = emu_exec_fence,
+	[EMU_OP_RDPMC] = emu_exec_rdpmc,
+	[EMU_OP_RDTSC] = emu_exec_rdtsc,
+	[EMU_OP_RDTSCP] = emu_exec_rdtsc,
+	[EMU_OP_RDMSR] = emu_exec_rdmsr,
+	[EMU_OP_WRMSR] = emu_exec_wrmsr,
+	[EMU_OP_CPUID] = emu_exec_cpuid,
+	[EMU_OP_CMPXCHG8B] = emu_exec_cmpxchg8b,
+	[EMU_OP_SHLD] = emu_exec_shxd,
+	[EMU_OP_SHRD] = emu_exec_shxd,
+	[EMU_OP_POPCNT] = emu_exec_popcnt,
+	[EMU_OP_XLAT] = emu_exec_xlat,
 	/* @SEG-HANDLERS@ */
+	[EMU_OP_INT] = emu_exec_int,
+	[EMU_OP_INT3] = emu_exec_int,
+	[EMU_OP_INTO] = emu_exec_int,
+	[EMU_OP_INT1] = emu_exec_int,
+	[EMU_OP_IRET] = emu_exec_iret,
+	[EMU_OP_JMPF] = emu_exec_jmpf,
+	[EMU_OP_CALLF] = emu_exec_callf,
+	[EMU_OP_RETF] = emu_exec_retf,
+	[EMU_OP_MOV_SREG] = emu_exec_mov_sreg,
+	[EMU_OP_POP_SREG] = emu_exec_pop_sreg,
+	[EMU_OP_LDS] = emu_exec_lseg,
+	[EMU_OP_LES] = emu_exec_lseg,
+	[EMU_OP_LFS] = emu_exec_lseg,
+	[EMU_OP_LGS] = emu_exec_lseg,
+	[EMU_OP_LSS] = emu_exec_lseg,
+	[EMU_OP_LGDT] = emu_exec_lgdt,
+	[EMU_OP_LIDT] = emu_exec_lgdt,
+	[EMU_OP_SGDT] = emu_exec_sgdt,
+	[EMU_OP_SIDT] = emu_exec_sgdt,
+	[EMU_OP_LLDT] = emu_exec_lldt,
+	[EMU_OP_LTR] = emu_exec_lldt,
+	[EMU_OP_SLDT] = emu_exec_sldt,
+	[EMU_OP_STR] = emu_exec_sldt,
+	[EMU_OP_LAR] = emu_exec_lar,
+	[EMU_OP_LSL] = emu_exec_lar,
+	[EMU_OP_VERR] = emu_exec_verr,
+	[EMU_OP_VERW] = emu_exec_verr,
+	[EMU_OP_SWAPGS] = emu_exec_swapgs,
+	[EMU_OP_SYSCALL] = emu_exec_syscall,
+	[EMU_OP_SYSRET] = emu_exec_sysret,
+	[EMU_OP_SYSENTER] = emu_exec_sysenter,
+	[EMU_OP_SYSEXIT] = emu_exec_sysexit,
+	[EMU_OP_CLI] = emu_exec_cli,
+	[EMU_OP_STI] = emu_exec_cli,
 	/* @SIMD-HANDLERS@ */
+#define EMU_SIMD_OP(mn, h) [EMU_OP_##mn] = emu_exec_##h,
+#include "accel/emu/simd_ops.def"
+#undef EMU_SIMD_OP
 };
 
 int emu_raise(struct emu_cpu *cpu, unsigned vector, bool has_error,
@@ -132,7 +191,9 @@ void emu_cpu_init(struct emu_cpu *cpu, struct guest_mem *mem,
 	cpu->mem = mem;
 	cpu->mmio = mmio;
 	cpu->pio = pio;
-	/* SDM Vol. 3A table 9-1: state after power-up / RESET. */
+	/* SDM Vol. 3A table 9-1: state after power-up / RESET (FNINIT state
+	 * for the x87, as Linux's FPU init assumes masked exceptions). */
+	emu_x87_reset(cpu);
 	for (int i = 0; i < EMU_NR_SEGS; i++)
 		seg_load_real(&cpu->seg[i], 0, 0x3); /* data, read/write, accessed */
 	seg_load_real(&cpu->seg[EMU_SEG_CS], 0xf000, 0xb); /* code, r/x, accessed */
@@ -211,8 +272,6 @@ int emu_step(struct emu_cpu *cpu)
 	uint8_t buf[15];
 	struct emu_insn in;
 	unsigned got, stack;
-	uint64_t next;
-	emu_handler h;
 	int fr, r;
 
 	fr = emu_mem_fetch(cpu, cpu->rip, buf, sizeof(buf), &got);
@@ -229,16 +288,33 @@ int emu_step(struct emu_cpu *cpu)
 		return count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
 	if (r)
 		return r;
-	h = in.op < EMU_OP_COUNT ? handlers[in.op] : NULL;
+	return emu_execute(cpu, &in);
+}
+
+int emu_execute(struct emu_cpu *cpu, const struct emu_insn *in)
+{
+	emu_handler h = in->op < EMU_OP_COUNT ? handlers[in->op] : NULL;
+	bool shadow = cpu->int_shadow;
+	uint64_t next;
+	int r;
+
 	if (!h)
 		return count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
-
-	next = cpu->rip + in.len;
+	next = cpu->rip + in->len;
 	if (cpu->mode == EMU_MODE_PROT32)
 		next &= 0xffffffffull;
 	else if (cpu->mode != EMU_MODE_LONG64)
 		next &= 0xffffull;
-	r = h(cpu, &in, &next);
+	r = h(cpu, in, &next);
+	/* The shadow of STI / MOV SS covers exactly one instruction. */
+	if (shadow)
+		cpu->int_shadow = false;
+	if (r == EMU_HALTED) {
+		/* HLT retired: RIP is past it while the CPU sleeps. */
+		cpu->rip = next;
+		cpu->stats.insns++;
+		return r;
+	}
 	if (r)
 		return count_exc(cpu, r);
 	cpu->rip = next;

@@ -22,6 +22,13 @@
  * or -errno for an internal error. */
 int emu_step(struct emu_cpu *cpu);
 
+/* Execute one already decoded instruction at CS:RIP (the second half of
+ * emu_step(), for the decoded-block cache): same results as emu_step().
+ * It also ends an interrupt shadow that was set before the instruction,
+ * and commits RIP past a HLT that returned EMU_HALTED. */
+struct emu_insn;
+int emu_execute(struct emu_cpu *cpu, const struct emu_insn *in);
+
 /* Further results of emu_step(), beside 0 and EMU_EXC(). */
 #define EMU_HALTED   0x200 /* HLT retired: sleep until an interrupt (cpu->halted) */
 #define EMU_SHUTDOWN 0x201 /* triple fault: the VM stops as crashed */

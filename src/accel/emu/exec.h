@@ -154,7 +154,57 @@ EMU_HANDLER(jmp); EMU_HANDLER(jcc); EMU_HANDLER(call); EMU_HANDLER(ret);
 EMU_HANDLER(loop); EMU_HANDLER(jrcxz);
 EMU_HANDLER(string);
 /* @SYS-DECLS@ */
+EMU_HANDLER(movcr); EMU_HANDLER(movdr); EMU_HANDLER(clts); EMU_HANDLER(hlt);
+EMU_HANDLER(in); EMU_HANDLER(out); EMU_HANDLER(pio_string);
+EMU_HANDLER(invlpg); EMU_HANDLER(wbinvd); EMU_HANDLER(fence);
+EMU_HANDLER(rdpmc); EMU_HANDLER(rdtsc); EMU_HANDLER(rdmsr); EMU_HANDLER(wrmsr);
+EMU_HANDLER(cpuid); EMU_HANDLER(cmpxchg8b); EMU_HANDLER(shxd);
+EMU_HANDLER(popcnt); EMU_HANDLER(xlat);
 /* @SEG-DECLS@ */
+/* exec_segment.c, exceptions.c: descriptors (SDM Vol. 3A 3.4.5) as the
+ * raw 8-byte value. */
+#define EMU_DESC_TYPE(d) ((unsigned)((d) >> 40) & 0xfu)
+#define EMU_DESC_S(d)    (((d) >> 44) & 1u)
+#define EMU_DESC_DPL(d)  ((unsigned)((d) >> 45) & 3u)
+#define EMU_DESC_P(d)    (((d) >> 47) & 1u)
+uint64_t emu_desc_base(uint64_t d);
+uint32_t emu_desc_limit(uint64_t d); /* scaled by G */
+void emu_seg_from_desc(struct emu_segment *s, uint16_t sel, uint64_t d);
+/* Read the descriptor `sel` names from the GDT/LDT; a selector outside the
+ * table raises `vec` with error code (sel & ~3) | ext.  *addr = its linear
+ * address.  Returns 0 or EMU_EXC. */
+int emu_desc_read(struct emu_cpu *cpu, uint16_t sel, unsigned vec,
+		  uint32_t ext, uint64_t *addr, uint64_t *d);
+/* emu_mem_read_sys() of a descriptor-table / IDT / TSS entry; a page that
+ * maps outside guest RAM raises `vec` with `err` (see exec_segment.c). */
+int emu_sys_read_ram(struct emu_cpu *cpu, uint64_t lin, unsigned size,
+		     uint64_t *val, unsigned vec, uint32_t err);
+/* Set the accessed bit of a code/data descriptor if it is clear. */
+int emu_desc_accessed(struct emu_cpu *cpu, uint64_t addr, uint64_t d);
+/* Whether a legacy-mode segment holds [off, off + n) (expand-down aware). */
+bool emu_seg_room(const struct emu_segment *s, uint64_t off, unsigned n);
+/* MOV/POP Sreg semantics: load DS/ES/FS/GS/SS with all checks. */
+int emu_load_sreg(struct emu_cpu *cpu, enum emu_seg seg, uint16_t sel);
+/* Null DS/ES/FS/GS the new CPL may not use (return to outer level). */
+void emu_null_inner_segs(struct emu_cpu *cpu, unsigned cpl);
+/* One delivery attempt (no #DF escalation), pushing `ret_rip`: 0 or the
+ * EMU_EXC of the fault that stopped it, state unchanged (exceptions.c). */
+int emu_deliver_once(struct emu_cpu *cpu, unsigned vector,
+		     int kind /* enum emu_event */, bool has_err, uint32_t err,
+		     uint64_t ret_rip);
+EMU_HANDLER(int); EMU_HANDLER(iret); EMU_HANDLER(jmpf); EMU_HANDLER(callf);
+EMU_HANDLER(retf); EMU_HANDLER(mov_sreg); EMU_HANDLER(pop_sreg);
+EMU_HANDLER(lseg); EMU_HANDLER(lgdt); EMU_HANDLER(sgdt); EMU_HANDLER(lldt);
+EMU_HANDLER(sldt); EMU_HANDLER(lar); EMU_HANDLER(verr); EMU_HANDLER(swapgs);
+EMU_HANDLER(syscall); EMU_HANDLER(sysret); EMU_HANDLER(sysenter);
+EMU_HANDLER(sysexit); EMU_HANDLER(cli);
 /* @SIMD-DECLS@ */
+EMU_HANDLER(sse_mov); EMU_HANDLER(sse_movmsk); EMU_HANDLER(sse_pextrw);
+EMU_HANDLER(sse_pinsrw); EMU_HANDLER(sse_op); EMU_HANDLER(sse_cvtsi2f);
+EMU_HANDLER(sse_cvtf2si); EMU_HANDLER(sse_comi); EMU_HANDLER(sse_ldmxcsr);
+EMU_HANDLER(sse_stmxcsr); EMU_HANDLER(fxsave); EMU_HANDLER(fxrstor);
+EMU_HANDLER(emms); EMU_HANDLER(x87);
+/* exec_x87.c: FNINIT state (also for reset) */
+void emu_x87_reset(struct emu_cpu *cpu);
 
 #endif

@@ -22,8 +22,28 @@
  * range again, or wholly outside RAM and sent to the MMIO bus, where an
  * unclaimed address reads as all ones and drops writes, as on a PC.
  *
- * Writes to RAM are where the next step's decoded-block cache hooks in (a
- * per-page "holds code" bit checked here, the block dropped on a hit).
+ * The fast path (every access that stays inside one page): the linear
+ * page is looked up in the vCPU's software TLB (mmu.h, emu_tlb_lookup());
+ * a hit that allows the access (user / supervisor, read / write / execute,
+ * D already set for writes) and carries a host pointer -- RAM, which the
+ * TLB fill got from emu_phys_host() with gm_ptr()'s bounds check for the
+ * whole 4 KiB page -- is a memcpy at host + (lin & 0xfff), and since the
+ * piece does not cross the page it stays inside that checked page.
+ * Everything else (misses, MMIO, page-crossing accesses) takes the slow
+ * path below, which is where faults are raised.
+ *
+ * The LAPIC page: while the vCPU's LAPIC is hardware-enabled, physical
+ * accesses to [APIC base, +4 KiB) go to lapic_read()/lapic_write() instead
+ * of RAM or the MMIO bus (SDM Vol. 3A 11.4.1): aligned 32-bit accesses
+ * only; other sizes read 0 and drop writes.  The TLB never holds a host
+ * pointer for that page (emu_phys_host() says NULL), so the fast path
+ * cannot bypass it; when the base moves (WRMSR IA32_APIC_BASE) the TLB
+ * must be flushed (mmu.c says who calls what).
+ *
+ * Every write to RAM by the vCPU goes through ram_written() (fast path,
+ * slow path, locked RMW pointers): that is where the decoded-block cache
+ * hooks in (a per-page "holds code" bit checked, the blocks dropped on a
+ * hit).
  *
  * Locked read-modify-writes use emu_mem_host_ptr(): a naturally aligned
  * access inside RAM gets a host pointer the executor operates on with host
@@ -35,7 +55,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "accel/emu/blocks.h"
 #include "accel/emu/cpu.h"
+#include "accel/emu/lapic.h"
+#include "accel/emu/mmu.h"
 #include "core/bus.h"
 #include "core/memory.h"
 
@@ -99,24 +122,65 @@ static int seg_linear(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 	return 0;
 }
 
-/* The linear address `done` bytes after `lin`, wrapping like the mode. */
-static uint64_t lin_add(const struct emu_cpu *cpu, uint64_t lin, unsigned done)
+/* The vCPU wrote [gpa, gpa + n) of RAM, n <= 4096 inside one page. */
+static inline void ram_written(struct emu_cpu *cpu, uint64_t gpa, unsigned n)
 {
-	lin += done;
-	return cpu->mode == EMU_MODE_LONG64 ? lin : (lin & 0xffffffffull);
+	emu_code_note_write(cpu, gpa, n); /* blocks.h */
+}
+
+/* Is `gpa` inside this vCPU's LAPIC page (while the LAPIC is enabled)? */
+static bool lapic_page(struct emu_cpu *cpu, uint64_t gpa)
+{
+	return cpu->lapic && lapic_hw_enabled(cpu->lapic) &&
+	       ((gpa ^ lapic_get_base(cpu->lapic)) & LAPIC_BASE_ADDR &
+		~0xfffull) == 0 && (gpa >> 52) == 0;
+}
+
+uint8_t *emu_phys_host(struct emu_cpu *cpu, uint64_t gpa, unsigned len)
+{
+	if (lapic_page(cpu, gpa))
+		return NULL;
+	return gm_ptr(cpu->mem, gpa, len);
+}
+
+/* A LAPIC register access (SDM Vol. 3A 11.4.1: aligned dwords only). */
+static void lapic_access(struct emu_cpu *cpu, uint64_t gpa, uint8_t *buf,
+			 unsigned n, bool write)
+{
+	uint32_t off = (uint32_t)(gpa & 0xfff), v;
+
+	if (n != 4 || (off & 3)) {
+		if (!write)
+			memset(buf, 0, n);
+		return;
+	}
+	if (write) {
+		memcpy(&v, buf, 4);
+		lapic_write(cpu->lapic, off, v);
+	} else {
+		v = lapic_read(cpu->lapic, off);
+		memcpy(buf, &v, 4);
+	}
 }
 
 /* Move one piece that lies inside one page (so it is all RAM or all not). */
 static void phys_access(struct emu_cpu *cpu, uint64_t gpa, uint8_t *buf,
 			unsigned n, bool write)
 {
-	uint8_t *host = gm_ptr(cpu->mem, gpa, n);
+	uint8_t *host;
 
+	if (lapic_page(cpu, gpa)) {
+		lapic_access(cpu, gpa, buf, n, write);
+		return;
+	}
+	host = gm_ptr(cpu->mem, gpa, n);
 	if (host) {
-		if (write)
+		if (write) {
 			memcpy(host, buf, n);
-		else
+			ram_written(cpu, gpa, n);
+		} else {
 			memcpy(buf, host, n);
+		}
 		return;
 	}
 	if (n == 1 || n == 2 || n == 4 || n == 8) {
@@ -136,32 +200,91 @@ static void phys_access(struct emu_cpu *cpu, uint64_t gpa, uint8_t *buf,
 		phys_access(cpu, gpa + i, buf + i, 1, write);
 }
 
-/* Access `size` (1..16) bytes at seg:offset; fault before moving anything. */
-static int mem_access(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
-		      uint8_t *buf, unsigned size, enum emu_access acc)
+/* Copy n (1..16) bytes between guest RAM and a buffer with fixed-size
+ * moves: the usual 1/2/4/8-byte operands become one load and one store
+ * (so an aligned access is single-copy atomic towards other vCPUs, as on
+ * x86), and instruction fetches (9..16 bytes) two overlapping 8-byte
+ * moves, instead of a variable-length memcpy (rep movs) that costs more
+ * than the rest of the access. */
+static inline void copy_small(uint8_t *d, const uint8_t *s, unsigned n)
 {
-	uint64_t lin, lin2, gpa, gpa2;
-	unsigned n1;
+	uint64_t a, b;
+
+	switch (n) {
+	case 1: *d = *s; return;
+	case 2: memcpy(d, s, 2); return;
+	case 4: memcpy(d, s, 4); return;
+	case 8: memcpy(d, s, 8); return;
+	default: break;
+	}
+	if (n > 8 && n <= 16) {
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+		return;
+	}
+	memcpy(d, s, n);
+}
+
+/* Access `size` (1..16) bytes at linear address `lin` (the next page's
+ * address wraps at 4 GiB when `wrap32`) with the privilege `user`; fault
+ * before moving anything. */
+static int lin_access(struct emu_cpu *cpu, uint64_t lin, bool wrap32,
+		      uint8_t *buf, unsigned size, enum emu_access acc,
+		      bool user)
+{
+	const struct emu_tlb_entry *e;
+	uint64_t lin2, gpa, gpa2;
+	unsigned n1 = (unsigned)(PAGE_SIZE - (lin & PAGE_MASK));
 	int r;
 
-	r = seg_linear(cpu, seg, offset, size, acc, &lin);
+	if (__builtin_expect(n1 >= size, 1)) {
+		e = emu_tlb_lookup(cpu, lin, emu_tlb_need(acc, user));
+		if (e && e->host) {
+			/* Inside the page gm_ptr() checked at fill time. */
+			uint8_t *host = e->host + (lin & PAGE_MASK);
+
+			if (acc == EMU_ACC_WRITE) {
+				copy_small(host, buf, size);
+				ram_written(cpu, e->gpa | (lin & PAGE_MASK),
+					    size);
+			} else {
+				copy_small(buf, host, size);
+			}
+			return 0;
+		}
+	}
+	r = emu_mmu_translate(cpu, lin, acc, user, &gpa);
 	if (r)
 		return r;
-	r = emu_translate(cpu, lin, acc, &gpa);
-	if (r)
-		return r;
-	n1 = (unsigned)(PAGE_SIZE - (lin & PAGE_MASK));
 	if (n1 >= size) {
 		phys_access(cpu, gpa, buf, size, acc == EMU_ACC_WRITE);
 		return 0;
 	}
-	lin2 = lin_add(cpu, lin, n1);
-	r = emu_translate(cpu, lin2, acc, &gpa2);
+	lin2 = lin + n1;
+	if (wrap32)
+		lin2 &= 0xffffffffull;
+	r = emu_mmu_translate(cpu, lin2, acc, user, &gpa2);
 	if (r)
 		return r;
 	phys_access(cpu, gpa, buf, n1, acc == EMU_ACC_WRITE);
 	phys_access(cpu, gpa2, buf + n1, size - n1, acc == EMU_ACC_WRITE);
 	return 0;
+}
+
+/* Access `size` (1..16) bytes at seg:offset; fault before moving anything. */
+static int mem_access(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
+		      uint8_t *buf, unsigned size, enum emu_access acc)
+{
+	uint64_t lin;
+	int r;
+
+	r = seg_linear(cpu, seg, offset, size, acc, &lin);
+	if (r)
+		return r;
+	return lin_access(cpu, lin, cpu->mode != EMU_MODE_LONG64, buf, size,
+			  acc, cpu->cpl == 3);
 }
 
 int emu_mem_read(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
@@ -237,6 +360,47 @@ int emu_mem_host_ptr(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		 * the second page itself. */
 		return 0;
 	}
-	*host = gm_ptr(cpu->mem, gpa, size);
+	*host = emu_phys_host(cpu, gpa, size);
+	if (*host)
+		ram_written(cpu, gpa, size);
 	return 0;
+}
+
+/* Implicit supervisor accesses (mmu.h). */
+static int sys_access(struct emu_cpu *cpu, uint64_t lin, uint8_t *buf,
+		      unsigned size, enum emu_access acc)
+{
+	bool wrap32 = !(cpu->msr.efer & EMU_EFER_LMA);
+
+	if (wrap32)
+		lin &= 0xffffffffull;
+	return lin_access(cpu, lin, wrap32, buf, size, acc, false);
+}
+
+int emu_mem_read_sys(struct emu_cpu *cpu, uint64_t lin, unsigned size,
+		     uint64_t *val)
+{
+	uint8_t buf[8];
+	uint64_t v = 0;
+	int r;
+
+	if (size == 0 || size > 8)
+		return -EINVAL;
+	r = sys_access(cpu, lin, buf, size, EMU_ACC_READ);
+	if (r)
+		return r;
+	memcpy(&v, buf, size);
+	*val = v;
+	return 0;
+}
+
+int emu_mem_write_sys(struct emu_cpu *cpu, uint64_t lin, unsigned size,
+		      uint64_t val)
+{
+	uint8_t buf[8];
+
+	if (size == 0 || size > 8)
+		return -EINVAL;
+	memcpy(buf, &val, size);
+	return sys_access(cpu, lin, buf, size, EMU_ACC_WRITE);
 }

@@ -1,0 +1,444 @@
+/*
+ * blocks.c - the software CPU's decoded-block cache.
+ *
+ * Decoding (Zydis, then our compact form) costs several times more than
+ * executing a typical instruction, and guests spend their time in loops, so
+ * each instruction is decoded once per "block" and the block is replayed
+ * from the cache: emu_run_blocks() looks up CS:RIP's block and calls
+ * emu_execute() (emu.c: the same handler path emu_step() uses) on its
+ * instructions one after the other.
+ *
+ * KEY.  A block is keyed by the guest-physical address of its first byte
+ * plus what changes decoding: the machine mode (real, 16/32-bit protected,
+ * 64-bit) and the stack-address size.  The decoded form holds no absolute
+ * address (branch targets and RIP-relative operands are displacements
+ * resolved at execution), so the same physical code mapped at several
+ * linear addresses shares blocks, and a CR3 switch does not invalidate
+ * anything: each lookup translates CS:RIP (through the TLB) first.
+ *
+ * SHAPE.  A block holds up to EMU_BLOCK_MAX_INSNS instructions inside one
+ * 4 KiB page (and inside the CS limit in the legacy modes).  It ends after
+ *   - a branch (JMP, Jcc, CALL, RET, LOOP, JrCXZ): the run goes on with
+ *     the target's block;
+ *   - a "system" instruction: anything that may change the mode, the
+ *     paging structures' meaning, RFLAGS.IF/TF, or touch a device through
+ *     a port (I/O, MSRs, control registers, POPF, segment loads, HLT,
+ *     interrupts, anything we do not know).  The run then returns to the
+ *     vCPU loop, which checks vm_stopping() and interrupts before the next
+ *     instruction - so a write to the debug-exit port or an STI is seen
+ *     right away;
+ *   - an instruction that does not fit (crosses the page or the limit) or
+ *     does not decode: emu_step() runs it, fetching byte by byte and
+ *     raising the precise fault.
+ * While a block runs, every instruction checks that RIP went where the
+ * block expects (a taken branch, a REP string instruction that retired only
+ * some iterations, an exception leave the block early).
+ *
+ * INVALIDATION.  The VM-wide code map has, per RAM page, a "holds code"
+ * byte and a 32-bit write generation.  Building a block sets the byte and
+ * records the generation; a write to a page whose byte is set (the vCPU's
+ * write path in mem.c through emu_code_note_write(), devices through
+ * gm_note_write()/gm_write()) clears the byte and bumps the generation, so
+ * every vCPU's blocks for that page become stale at once, without locks:
+ * a lookup that finds a stale block decodes it again.  Pages without code
+ * cost one byte load per write.  Order on both sides: the builder sets the
+ * byte before it reads the generation and the bytes; the writer writes the
+ * bytes, then exchanges the byte to 0 and only then bumps the generation,
+ * so a block decoded from old bytes always ends up stale and a page never
+ * keeps a valid block with its byte clear.  (Code modified by another
+ * vCPU without synchronisation is seen "eventually", which is what x86's
+ * cross-modifying-code rules allow; SDM Vol. 3A 8.1.3.)
+ *
+ * SELF-MODIFYING CODE.  After each instruction the running block compares
+ * its page's generation with its own: a store into the page (even into an
+ * instruction later in the same block) ends the block at once, and the
+ * next lookup decodes the new bytes (SDM Vol. 3A 8.1.3: stores to the
+ * instruction stream take effect for the next instruction).
+ *
+ * MEMORY.  Blocks live in a per-vCPU arena (mmap'ed, MAP_NORESERVE: only
+ * the touched part costs RAM); a stale block stays in the arena until the
+ * arena is full, and then the whole cache is dropped at once (a lookup is
+ * the only place that allocates, and no block is running then).  The hash
+ * table is per vCPU too, so vCPU threads share nothing but the code map.
+ */
+#include "accel/emu/blocks.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "accel/emu/emu.h"
+#include "core/memory.h"
+
+#define PAGE_SIZE 4096ull
+#define ARENA_SIZE (8u << 20) /* per vCPU; about 20000 typical blocks */
+
+/* ---- the VM-wide code map --------------------------------------------- */
+
+int emu_code_map_create(const struct guest_mem *gm, struct emu_code_map **out)
+{
+	struct emu_code_map *m;
+	uint64_t pages = 0;
+
+	*out = NULL;
+	if (gm->nr_regions < 1 || gm->nr_regions > 2)
+		return -EINVAL;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	m->nr_regions = gm->nr_regions;
+	for (int i = 0; i < gm->nr_regions; i++) {
+		m->region[i].gpa = gm->regions[i].gpa;
+		m->region[i].size = gm->regions[i].size & ~(PAGE_SIZE - 1);
+		m->region[i].first_page = pages;
+		pages += m->region[i].size / PAGE_SIZE;
+	}
+	m->nr_pages = pages;
+	m->holds = calloc(pages ? pages : 1, sizeof(*m->holds));
+	m->gen = calloc(pages ? pages : 1, sizeof(*m->gen));
+	if (!m->holds || !m->gen) {
+		emu_code_map_destroy(m);
+		return -ENOMEM;
+	}
+	*out = m;
+	return 0;
+}
+
+void emu_code_map_destroy(struct emu_code_map *m)
+{
+	if (!m)
+		return;
+	free((void *)m->holds);
+	free((void *)m->gen);
+	free(m);
+}
+
+void emu_code_map_invalidate(struct emu_code_map *m, uint64_t page)
+{
+	if (page >= m->nr_pages)
+		return;
+	/* Clear first, then bump: see "INVALIDATION" above. */
+	if (atomic_exchange(&m->holds[page], 0)) {
+		atomic_fetch_add_explicit(&m->gen[page], 1, memory_order_release);
+		atomic_fetch_add_explicit(&m->invalidations, 1,
+					  memory_order_relaxed);
+	}
+}
+
+void emu_code_map_note_write(struct emu_code_map *m, uint64_t gpa,
+			     uint64_t len)
+{
+	uint64_t last;
+
+	if (!m || len == 0)
+		return;
+	last = gpa + len - 1;
+	if (last < gpa)
+		last = UINT64_MAX;
+	/* Per region, so a hostile length never loops over the address
+	 * space, only over RAM pages. */
+	for (int i = 0; i < m->nr_regions; i++) {
+		uint64_t rs = m->region[i].gpa, re, lo, hi;
+
+		if (m->region[i].size == 0)
+			continue;
+		re = rs + m->region[i].size - 1;
+		lo = gpa > rs ? gpa : rs;
+		hi = last < re ? last : re;
+		if (lo > hi)
+			continue;
+		for (uint64_t p = (lo - rs) / PAGE_SIZE; p <= (hi - rs) / PAGE_SIZE; p++) {
+			uint64_t idx = m->region[i].first_page + p;
+
+			if (atomic_load_explicit(&m->holds[idx],
+						 memory_order_relaxed))
+				emu_code_map_invalidate(m, idx);
+		}
+	}
+}
+
+void emu_code_map_gm_notify(void *map, uint64_t gpa, uint64_t len)
+{
+	emu_code_map_note_write(map, gpa, len);
+}
+
+/* ---- the per-vCPU cache ------------------------------------------------ */
+
+int emu_blocks_create(struct emu_code_map *map, struct emu_blocks **out)
+{
+	struct emu_blocks *b = calloc(1, sizeof(*b));
+	void *a;
+
+	*out = NULL;
+	if (!b)
+		return -ENOMEM;
+	a = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (a == MAP_FAILED) {
+		free(b);
+		return -ENOMEM;
+	}
+	b->map = map;
+	b->arena = a;
+	b->arena_size = ARENA_SIZE;
+	*out = b;
+	return 0;
+}
+
+void emu_blocks_destroy(struct emu_blocks *b)
+{
+	if (!b)
+		return;
+	munmap(b->arena, b->arena_size);
+	free(b);
+}
+
+void emu_blocks_flush(struct emu_blocks *b)
+{
+	memset(b->hash, 0, sizeof(b->hash));
+	b->used = 0;
+	b->stats.flushes++;
+}
+
+static unsigned hash_of(uint64_t gpa, unsigned mode)
+{
+	return (unsigned)(((gpa ^ ((uint64_t)mode << 60)) *
+			   0x9e3779b97f4a7c15ull) >> 52) & (EMU_BLOCKS_HASH - 1);
+}
+
+static unsigned stack_size(const struct emu_cpu *cpu)
+{
+	return cpu->mode == EMU_MODE_LONG64 ? 8 :
+	       (cpu->seg[EMU_SEG_SS].attr & EMU_SEG_ATTR_DB) ? 4 : 2;
+}
+
+const struct emu_block *emu_blocks_find(struct emu_blocks *bc,
+					const struct emu_cpu *cpu,
+					uint64_t gpa)
+{
+	unsigned mode = cpu->mode, stack = stack_size(cpu);
+
+	for (struct emu_block *b = bc->hash[hash_of(gpa, mode)]; b; b = b->next)
+		if (b->gpa == gpa && b->mode == mode && b->stack == stack)
+			return b;
+	return NULL;
+}
+
+/* How an instruction ends a block. */
+enum block_end { END_NONE, END_BRANCH, END_SYSTEM };
+
+static enum block_end insn_end(const struct emu_insn *in)
+{
+	switch (in->op) {
+	case EMU_OP_JMP: case EMU_OP_JCC: case EMU_OP_CALL: case EMU_OP_RET:
+	case EMU_OP_LOOP: case EMU_OP_LOOPE: case EMU_OP_LOOPNE:
+	case EMU_OP_JRCXZ:
+		return END_BRANCH;
+	case EMU_OP_POPF: /* IF, TF */
+	case EMU_OP_UD:
+		return END_SYSTEM;
+	/* System-group instructions that change nothing decoding or
+	 * interrupts depend on, and touch no device. */
+	case EMU_OP_FENCE: case EMU_OP_RDPMC: case EMU_OP_RDTSC:
+	case EMU_OP_RDTSCP: case EMU_OP_CPUID: case EMU_OP_CMPXCHG8B:
+	case EMU_OP_SHLD: case EMU_OP_SHRD: case EMU_OP_POPCNT:
+	case EMU_OP_XLAT:
+	/* SSE and x87: data only. */
+#define EMU_SIMD_OP(mn, h) case EMU_OP_##mn:
+#include "accel/emu/simd_ops.def"
+#undef EMU_SIMD_OP
+		break;
+	default:
+		if (in->op > EMU_OP_SCAS)
+			return END_SYSTEM; /* not one of the integer core's */
+		break;
+	}
+	/* MOV / POP to a segment register (MOV SS, POP SS: the shadow,
+	 * the stack size), control/debug registers. */
+	for (unsigned i = 0; i < in->nr_opnds && i < 3; i++)
+		if (in->opnd[i].kind == EMU_OPND_SEG ||
+		    in->opnd[i].kind == EMU_OPND_OTHER)
+			return END_SYSTEM;
+	return END_NONE;
+}
+
+static bool canonical(uint64_t lin)
+{
+	return (uint64_t)((int64_t)(lin << 16) >> 16) == lin;
+}
+
+/* Decode a block at gpa (CS:RIP's physical address) into the arena. */
+static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
+			       uint64_t gpa, unsigned stack)
+{
+	struct emu_insn tmp[EMU_BLOCK_MAX_INSNS];
+	struct emu_code_map *m = bc->map;
+	const uint8_t *host;
+	struct emu_block *b;
+	uint64_t avail, pos = 0;
+	int64_t page;
+	uint32_t gen;
+	unsigned n = 0;
+	size_t size;
+
+	page = emu_code_page(m, gpa);
+	host = gm_ptr(cpu->mem, gpa & ~(PAGE_SIZE - 1), PAGE_SIZE);
+	if (page < 0 || !host)
+		return NULL;
+	host += gpa & (PAGE_SIZE - 1);
+	avail = PAGE_SIZE - (gpa & (PAGE_SIZE - 1));
+	if (cpu->mode != EMU_MODE_LONG64) {
+		/* The caller checked rip <= limit. */
+		uint64_t room = (uint64_t)cpu->seg[EMU_SEG_CS].limit - cpu->rip + 1;
+
+		if (room < avail)
+			avail = room;
+	}
+	atomic_store(&m->holds[page], 1);
+	gen = atomic_load(&m->gen[page]);
+	while (n < EMU_BLOCK_MAX_INSNS && pos < avail) {
+		unsigned len = avail - pos < 15 ? (unsigned)(avail - pos) : 15;
+
+		if (emu_decode(cpu->mode, stack, host + pos, len, &tmp[n]))
+			break; /* emu_step() handles it, with the fault */
+		pos += tmp[n].len;
+		if (insn_end(&tmp[n++]) != END_NONE)
+			break;
+	}
+	if (n == 0)
+		return NULL;
+	size = (sizeof(*b) + n * sizeof(tmp[0]) + 63) & ~(size_t)63;
+	if (bc->used + size > bc->arena_size)
+		emu_blocks_flush(bc);
+	b = (struct emu_block *)(bc->arena + bc->used);
+	bc->used += size;
+	b->gpa = gpa;
+	b->page = (uint64_t)page;
+	b->gen = gen;
+	b->mode = (uint8_t)cpu->mode;
+	b->stack = (uint8_t)stack;
+	b->n = (uint8_t)n;
+	b->hits = 0;
+	memcpy(b->insn, tmp, n * sizeof(tmp[0]));
+	b->next = bc->hash[hash_of(gpa, cpu->mode)];
+	bc->hash[hash_of(gpa, cpu->mode)] = b;
+	bc->stats.builds++;
+	return b;
+}
+
+/* The valid block at CS:RIP, or NULL when emu_step() must run it. */
+static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc)
+{
+	const struct emu_segment *cs = &cpu->seg[EMU_SEG_CS];
+	unsigned mode = cpu->mode, stack = stack_size(cpu);
+	struct emu_block **pp;
+	uint64_t lin, gpa;
+
+	if (cpu->mode == EMU_MODE_LONG64) {
+		lin = cpu->rip;
+		if (!canonical(lin))
+			return NULL;
+	} else {
+		if (cpu->rip > cs->limit)
+			return NULL;
+		lin = (cs->base + cpu->rip) & 0xffffffffull;
+	}
+	if (emu_translate(cpu, lin, EMU_ACC_EXEC, &gpa))
+		return NULL; /* emu_step() raises the fault */
+	for (pp = &bc->hash[hash_of(gpa, mode)]; *pp; pp = &(*pp)->next) {
+		struct emu_block *b = *pp;
+
+		if (b->gpa != gpa || b->mode != mode || b->stack != stack)
+			continue;
+		if (atomic_load_explicit(&bc->map->gen[b->page],
+					 memory_order_acquire) == b->gen) {
+			b->hits++;
+			bc->stats.hits++;
+			return b;
+		}
+		*pp = b->next; /* stale: unlink, decode again */
+		bc->stats.stale++;
+		break;
+	}
+	return build(cpu, bc, gpa, stack);
+}
+
+/* Run block `b` from its first instruction (CS:RIP).  Returns the first
+ * non-zero result, or 0; *stop says the run must return to the vCPU loop
+ * (a system instruction ended the block). */
+static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
+		     const struct emu_block *b, unsigned *done, bool *stop)
+{
+	const _Atomic uint32_t *gen = &bc->map->gen[b->page];
+	uint64_t mask = cpu->mode == EMU_MODE_LONG64 ? ~0ull :
+			cpu->mode == EMU_MODE_PROT32 ? 0xffffffffull : 0xffffull;
+	bool legacy = cpu->mode != EMU_MODE_LONG64;
+	uint64_t limit = cpu->seg[EMU_SEG_CS].limit;
+	uint64_t rip = cpu->rip;
+	int r;
+
+	for (unsigned i = 0; i < b->n; i++) {
+		const struct emu_insn *in = &b->insn[i];
+		uint64_t next = (rip + in->len) & mask;
+
+		if (legacy && rip + in->len - 1 > limit) {
+			/* CS changed limit under the block: the slow path
+			 * raises #GP exactly as the fetch would. */
+			*stop = true;
+			bc->stats.steps++;
+			r = emu_step(cpu);
+			if (r == 0 || r == EMU_HALTED)
+				(*done)++;
+			return r;
+		}
+		r = emu_execute(cpu, in);
+		if (r) {
+			if (r == EMU_HALTED)
+				(*done)++;
+			return r;
+		}
+		(*done)++;
+		if (cpu->rip != next)
+			return 0; /* branched, or a REP instruction paused */
+		if (atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
+			bc->stats.smc_exits++;
+			return 0; /* our page was written: decode again */
+		}
+		rip = next;
+	}
+	if (insn_end(&b->insn[b->n - 1]) == END_SYSTEM)
+		*stop = true;
+	return 0;
+}
+
+int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
+{
+	struct emu_blocks *bc = cpu->blocks;
+	unsigned done = 0;
+	bool stop = false;
+	int r = 0;
+
+	while (done < budget && !stop && !cpu->halted) {
+		struct emu_block *b = NULL;
+
+		if (bc && !bc->disabled)
+			b = lookup(cpu, bc);
+		if (!b) {
+			if (bc)
+				bc->stats.steps++;
+			r = emu_step(cpu);
+			if (r == 0 || r == EMU_HALTED)
+				done++;
+			/* Unknown instruction: back to the vCPU loop. */
+			stop = true;
+		} else {
+			r = run_block(cpu, bc, b, &done, &stop);
+		}
+		if (r)
+			break;
+	}
+	if (ran)
+		*ran = done;
+	return r;
+}

@@ -1,0 +1,142 @@
+/*
+ * blocks.h - the software CPU's decoded-block cache and the VM-wide map of
+ * guest RAM pages that hold decoded code.  Private to accel/emu; design
+ * notes at the top of blocks.c.
+ *
+ *   - One `struct emu_code_map` per VM (accel.c creates it): for every 4 KiB
+ *     page of guest RAM a "holds code" byte and a write generation.  Any
+ *     write to a page whose byte is set clears the byte and bumps the
+ *     generation; a cached block remembers the generation it was decoded
+ *     under and is stale once it differs.  The vCPU's own writes report
+ *     through emu_code_note_write() (mem.c), everything else through
+ *     gm_note_write() (core/memory.h) -> emu_code_map_gm_notify().
+ *   - One `struct emu_blocks` per vCPU (cpu->blocks): blocks of decoded
+ *     instructions keyed by the guest-physical address of the first one and
+ *     the decoding mode; run with emu_run_blocks().
+ */
+#ifndef KVMM_ACCEL_EMU_BLOCKS_H
+#define KVMM_ACCEL_EMU_BLOCKS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "accel/emu/cpu.h"
+#include "accel/emu/decode.h"
+
+struct guest_mem;
+
+/* Most instructions in one block (a block also ends at a branch, a system
+ * instruction, an undecodable instruction or the end of its page). */
+#define EMU_BLOCK_MAX_INSNS 32
+
+struct emu_code_map {
+	_Atomic uint8_t *holds;   /* per page: some vCPU cached code from it */
+	_Atomic uint32_t *gen;    /* per page: bumped when code was written */
+	uint64_t nr_pages;
+	int nr_regions;
+	struct {
+		uint64_t gpa, size, first_page;
+	} region[2];
+	_Atomic uint64_t invalidations; /* statistics: generations bumped */
+};
+
+/* Create the map for the RAM regions of `gm` (which must not change
+ * afterwards).  Returns 0 or -ENOMEM / -EINVAL. */
+int emu_code_map_create(const struct guest_mem *gm, struct emu_code_map **out);
+void emu_code_map_destroy(struct emu_code_map *map);
+
+/* Page index of `gpa` in the map, or -1 when it is not RAM. */
+static inline int64_t emu_code_page(const struct emu_code_map *m, uint64_t gpa)
+{
+	for (int i = 0; i < m->nr_regions; i++)
+		if (gpa - m->region[i].gpa < m->region[i].size)
+			return (int64_t)(m->region[i].first_page +
+					 ((gpa - m->region[i].gpa) >> 12));
+	return -1;
+}
+
+/* Page `page` was written while it holds code: drop its blocks. */
+void emu_code_map_invalidate(struct emu_code_map *m, uint64_t page);
+
+/* [gpa, gpa + len) was written (any length, any thread). */
+void emu_code_map_note_write(struct emu_code_map *m, uint64_t gpa,
+			     uint64_t len);
+
+/* emu_code_map_note_write() shaped as guest_mem.write_notify. */
+void emu_code_map_gm_notify(void *map, uint64_t gpa, uint64_t len);
+
+/* The vCPU's write path (mem.c): `n` bytes at `gpa` inside one page were
+ * written.  One load of the page's byte when the page holds no code. */
+static inline void emu_code_note_write(struct emu_cpu *cpu, uint64_t gpa,
+				       unsigned n)
+{
+	struct emu_code_map *m = cpu->code;
+	int64_t p;
+
+	(void)n;
+	if (!m)
+		return;
+	p = emu_code_page(m, gpa);
+	if (p >= 0 && atomic_load_explicit(&m->holds[p], memory_order_relaxed))
+		emu_code_map_invalidate(m, (uint64_t)p);
+}
+
+struct emu_block {
+	uint64_t gpa;              /* of the first instruction */
+	uint64_t page;             /* its page index in the code map */
+	uint32_t gen;              /* the page's generation when decoded */
+	uint8_t mode, stack;       /* decoding key: enum emu_mode, stack size */
+	uint8_t n;                 /* instructions */
+	uint64_t hits;             /* times entered from the cache */
+	struct emu_block *next;    /* hash chain */
+	struct emu_insn insn[];
+};
+
+struct emu_blocks_stats {
+	uint64_t hits;      /* block found valid in the cache */
+	uint64_t builds;    /* blocks decoded */
+	uint64_t stale;     /* found, but its page was written since */
+	uint64_t smc_exits; /* left a block because its page was written */
+	uint64_t flushes;   /* whole cache dropped (arena full) */
+	uint64_t steps;     /* instructions run through emu_step() instead */
+};
+
+#define EMU_BLOCKS_HASH 4096u
+
+struct emu_blocks {
+	struct emu_code_map *map;
+	struct emu_block *hash[EMU_BLOCKS_HASH];
+	uint8_t *arena;
+	size_t arena_size, used;
+	bool disabled;              /* run everything through emu_step() */
+	struct emu_blocks_stats stats;
+};
+
+/* A per-vCPU cache over the VM's code map.  Returns 0 or -ENOMEM. */
+int emu_blocks_create(struct emu_code_map *map, struct emu_blocks **out);
+void emu_blocks_destroy(struct emu_blocks *b);
+/* Drop every block. */
+void emu_blocks_flush(struct emu_blocks *b);
+
+/* The cached block for guest-physical `gpa` in the CPU's current decoding
+ * mode, or NULL (for tests). */
+const struct emu_block *emu_blocks_find(struct emu_blocks *b,
+					const struct emu_cpu *cpu,
+					uint64_t gpa);
+
+/*
+ * Run up to about `budget` instructions from CS:RIP, through the block
+ * cache (cpu->blocks; emu_step() for each instruction when it is NULL or
+ * disabled, and for instructions the cache cannot hold: ones crossing a
+ * page, outside RAM, or that do not decode).  Stops early after a branch
+ * out of line, a write to the running block's page, or any non-zero
+ * result.  *ran (may be NULL) counts the instructions retired.  Returns
+ * 0, or the first non-zero result of emu_step()/emu_execute() (EMU_EXC,
+ * EMU_HALTED, EMU_SHUTDOWN, -errno), with the state as emu_step() leaves
+ * it.
+ */
+int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran);
+
+#endif
