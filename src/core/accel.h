@@ -6,8 +6,8 @@
  * port and MMIO accesses into bus_read()/bus_write() on the machine's buses.
  * It sets vm->irq so devices can raise interrupts (or, without an in-kernel
  * irqchip, lets the board's own controllers do it: board_config() and
- * board_ready() below), and it stops every vCPU
- * before executing another guest instruction once vm_stopping() is true.
+ * board_ready() below), and it stops every vCPU before executing another
+ * guest instruction once vm_stopping() is true.
  */
 #ifndef KVMM_CORE_ACCEL_H
 #define KVMM_CORE_ACCEL_H
