@@ -256,28 +256,11 @@ static void test_gpe(void **state)
 	assert_int_equal(hx_inl(h, GPE_STS), 0x00080000);
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("no device %s", name);
-	return NULL;
-}
-
-static int load_dev(struct harness *h, const void *data, size_t len)
-{
-	const struct vm_device *d = find_dev(h, "acpi-pm");
-	struct state_reader r = { .data = data, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
-
 static void test_save_load(void **state)
 {
 	struct fixture *f = *state;
 	struct harness *h = f->h, *g;
 	struct state_buf buf = { 0 };
-	const struct vm_device *d;
 	struct acpi_pm *pm2;
 
 	hx_outw(h, EN, ACPI_PM1_PWRBTN | ACPI_PM1_TMR);
@@ -287,14 +270,12 @@ static void test_save_load(void **state)
 	hx_clock_advance(h, 123 * MS);
 	uint32_t t = hx_inl(h, TMR);
 
-	d = find_dev(h, "acpi-pm");
-	d->ops->save(d->opaque, &buf);
-	assert_int_equal(buf.err, 0);
+	assert_int_equal(hx_save(h, "acpi-pm", &buf), 0);
 
 	g = harness_new(1 << 20);
 	hx_clock_advance(g, 5555 * MS); /* a different clock */
 	assert_int_equal(acpi_pm_create(&g->vm, &pm2), 0);
-	assert_int_equal(load_dev(g, buf.data, buf.len), 0);
+	assert_int_equal(hx_load(g, "acpi-pm", buf.data, buf.len), 0);
 	assert_int_equal(hx_inl(g, TMR), t); /* the timer continues */
 	assert_int_equal(hx_inw(g, STS), hx_inw(h, STS));
 	assert_int_equal(hx_inw(g, EN), hx_inw(h, EN));
@@ -306,18 +287,18 @@ static void test_save_load(void **state)
 	assert_int_equal(hx_inl(g, TMR), hx_inl(h, TMR));
 
 	/* Validation. */
-	assert_int_equal(load_dev(g, buf.data, buf.len - 1), -EINVAL);
+	assert_int_equal(hx_load(g, "acpi-pm", buf.data, buf.len - 1), -EINVAL);
 	uint8_t *bad = malloc(buf.len);
 	assert_non_null(bad);
 	memcpy(bad, buf.data, buf.len);
 	bad[11 + 3] = 1; /* timer wider than 24 bits */
-	assert_int_equal(load_dev(g, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g, "acpi-pm", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[3] = 0x80; /* undefined PM1_EN bit 7 */
-	assert_int_equal(load_dev(g, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g, "acpi-pm", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[0] = 2;
-	assert_int_equal(load_dev(g, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g, "acpi-pm", bad, buf.len), -EINVAL);
 	free(bad);
 	state_buf_free(&buf);
 	harness_free(g);

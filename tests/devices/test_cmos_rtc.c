@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -37,15 +36,6 @@ static int teardown(void **state)
 {
 	harness_free(*state);
 	return 0;
-}
-
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
 }
 
 static uint8_t rd(struct harness *h, uint8_t reg)
@@ -163,9 +153,7 @@ static void set_time_bcd(struct harness *h, int year, int mon, int day,
 static void test_set_time_persists(void **state)
 {
 	struct harness *h = *state, *g;
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
-	struct state_reader r;
 	struct tm tm = { .tm_year = 101, .tm_mon = 1, .tm_mday = 3,
 			 .tm_hour = 4, .tm_min = 5, .tm_sec = 6 };
 	time_t want = timegm(&tm);
@@ -204,14 +192,10 @@ static void test_set_time_persists(void **state)
 	wr(h, 0x0b, 0x02);
 
 	/* Save/load: the offset from host time comes across. */
-	d = find_dev(h, "cmos_rtc");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
+	assert_int_equal(hx_save(h, "cmos_rtc", &b), 0);
 	g = harness_new(1 << 20);
 	assert_int_equal(cmos_rtc_create(&g->vm, 1 << 20, NULL), 0);
-	d = find_dev(g, "cmos_rtc");
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), 0);
+	assert_int_equal(hx_load(g, "cmos_rtc", b.data, b.len), 0);
 	{
 		/* The fake clock ran h's "host time" ahead of real time by
 		 * its elapsed time; g's starts at real time again. */
@@ -221,19 +205,15 @@ static void test_set_time_persists(void **state)
 		assert_int_equal(rd(g, 0x09), 0x02);
 	}
 	/* Bad streams: truncated, version, register D, offset. */
-	r = (struct state_reader){ .data = b.data, .len = b.len - 1 };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "cmos_rtc", b.data, b.len - 1), -EINVAL);
 	b.data[0] = 9;
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "cmos_rtc", b.data, b.len), -EINVAL);
 	b.data[0] = 1;
 	b.data[1 + 0x0d] = 0;
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "cmos_rtc", b.data, b.len), -EINVAL);
 	b.data[1 + 0x0d] = 0x80;
 	b.data[1 + 128 + 1 + 7] = 0x7f; /* offset seconds, top byte */
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "cmos_rtc", b.data, b.len), -EINVAL);
 	state_buf_free(&b);
 	harness_free(g);
 }

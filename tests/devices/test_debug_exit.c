@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include <cmocka.h>
 
@@ -14,21 +13,6 @@
 #include "hw/debug_exit.h"
 #include "hw/pc.h"
 #include "hw/post_port.h"
-
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
-}
-
-static int load_bytes(const struct vm_device *d, const void *p, size_t len)
-{
-	struct state_reader r = { .data = p, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
 
 static void test_byte_write_stops_vm(void **state)
 {
@@ -72,19 +56,16 @@ static void test_wide_write_value(void **state)
 static void test_debug_exit_save_load(void **state)
 {
 	struct harness *h = harness_new(1 << 20);
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
 	uint8_t bad = 7;
 
 	assert_int_equal(debug_exit_create(&h->vm, PC_DEBUG_EXIT_PORT, NULL), 0);
 	assert_int_equal(debug_exit_create(&h->vm, PC_DEBUG_EXIT_PORT, NULL),
 			 -EBUSY);
-	d = find_dev(h, "debug_exit");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
-	assert_int_equal(load_bytes(d, b.data, b.len), 0);
-	assert_int_equal(load_bytes(d, &bad, 1), -EINVAL);
-	assert_int_equal(load_bytes(d, b.data, 0), -EINVAL);
+	assert_int_equal(hx_save(h, "debug_exit", &b), 0);
+	assert_int_equal(hx_load(h, "debug_exit", b.data, b.len), 0);
+	assert_int_equal(hx_load(h, "debug_exit", &bad, 1), -EINVAL);
+	assert_int_equal(hx_load(h, "debug_exit", b.data, 0), -EINVAL);
 	state_buf_free(&b);
 	harness_free(h);
 }
@@ -94,7 +75,6 @@ static void test_post_port(void **state)
 	struct harness *h = harness_new(1 << 20);
 	struct harness *g = harness_new(1 << 20);
 	struct post_port *p, *q;
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
 
 	assert_int_equal(post_port_create(&h->vm, &p), 0);
@@ -112,13 +92,11 @@ static void test_post_port(void **state)
 
 	/* Save/load round trip. */
 	hx_outb(h, PC_POST_PORT, 0xd5);
-	d = find_dev(h, "post_port");
-	d->ops->save(d->opaque, &b);
+	hx_save(h, "post_port", &b);
 	assert_int_equal(post_port_create(&g->vm, &q), 0);
-	d = find_dev(g, "post_port");
-	assert_int_equal(load_bytes(d, b.data, b.len), 0);
+	assert_int_equal(hx_load(g, "post_port", b.data, b.len), 0);
 	assert_int_equal(hx_inb(g, PC_POST_PORT), 0xd5);
-	assert_int_equal(load_bytes(d, b.data, 1), -EINVAL);
+	assert_int_equal(hx_load(g, "post_port", b.data, 1), -EINVAL);
 	vm_reset_devices(&g->vm);
 	assert_int_equal(post_port_last_code(q), 0);
 

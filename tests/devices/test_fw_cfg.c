@@ -47,15 +47,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
-}
-
 static void read_item(struct harness *h, uint16_t key, void *buf, size_t len)
 {
 	uint8_t *p = buf;
@@ -406,38 +397,29 @@ static void test_save_load(void **state)
 	struct fixture *f = *state;
 	struct harness *h = f->h, *g;
 	struct fw_cfg *fw2;
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
-	struct state_reader r;
 
 	assert_int_equal(fw_cfg_add_file(f->fw, "etc/x", "abcdef", 6), 0);
 	hx_outw(h, SEL, FW_CFG_FILE_FIRST);
 	assert_int_equal(hx_inb(h, DATA), 'a');
 	assert_int_equal(hx_inb(h, DATA), 'b');
 	hx_outl(h, DMA, __builtin_bswap32(0x1)); /* high half pending */
-	d = find_dev(h, "fw_cfg");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
+	assert_int_equal(hx_save(h, "fw_cfg", &b), 0);
 
 	g = harness_new(RAM);
 	assert_int_equal(fw_cfg_create(&g->vm, &fw2), 0);
 	assert_int_equal(fw_cfg_add_file(fw2, "etc/x", "abcdef", 6), 0);
-	d = find_dev(g, "fw_cfg");
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), 0);
+	assert_int_equal(hx_load(g, "fw_cfg", b.data, b.len), 0);
 	assert_int_equal(hx_inb(g, DATA), 'c');
 	assert_int_equal(hx_inb(g, DATA), 'd');
 
 	/* Offset past the destination's item: refused. */
 	fw_cfg_add_file(fw2, "etc/x", "a", 1);
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "fw_cfg", b.data, b.len), -EINVAL);
 	/* Truncated, bad version. */
-	r = (struct state_reader){ .data = b.data, .len = b.len - 1 };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "fw_cfg", b.data, b.len - 1), -EINVAL);
 	b.data[0] = 0;
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "fw_cfg", b.data, b.len), -EINVAL);
 
 	state_buf_free(&b);
 	harness_free(g);

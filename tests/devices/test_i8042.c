@@ -8,7 +8,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include <cmocka.h>
 
@@ -36,15 +35,6 @@ static int teardown(void **state)
 {
 	harness_free(*state);
 	return 0;
-}
-
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
 }
 
 /* i8042_wait_read() + read: the next byte, which must be there now. */
@@ -351,9 +341,7 @@ static void test_linux_aux_probe(void **state)
 static void test_save_load(void **state)
 {
 	struct harness *h = *state, *g;
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
-	struct state_reader r;
 
 	write_ccb(h, 0x47);
 	hx_outb(h, DATA, 0xff); /* keyboard: FA AA queued */
@@ -361,15 +349,11 @@ static void test_save_load(void **state)
 	hx_outb(h, CMD, 0xd4);
 	hx_outb(h, DATA, 0xf2); /* mouse: FA 00 queued behind */
 	hx_outb(h, CMD, 0x60);  /* parameter pending */
-	d = find_dev(h, "i8042");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
+	assert_int_equal(hx_save(h, "i8042", &b), 0);
 
 	g = harness_new(1 << 20);
 	assert_int_equal(i8042_create(&g->vm, NULL), 0);
-	d = find_dev(g, "i8042");
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), 0);
+	assert_int_equal(hx_load(g, "i8042", b.data, b.len), 0);
 	assert_true(hx_irq_level(g, PC_IRQ_KBD)); /* 0xAA in the buffer */
 	assert_int_equal(read_byte(g), 0xaa);
 	assert_int_equal(read_byte(g), 0xfa);
@@ -379,15 +363,12 @@ static void test_save_load(void **state)
 	assert_int_equal(command(g, 0x20), 0x46);
 
 	/* Bad streams. */
-	r = (struct state_reader){ .data = b.data, .len = b.len - 1 };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "i8042", b.data, b.len - 1), -EINVAL);
 	b.data[0] = 2;
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "i8042", b.data, b.len), -EINVAL);
 	b.data[0] = 1;
 	b.data[1 + 32 + 7] = 17; /* ctrl queue count */
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g, "i8042", b.data, b.len), -EINVAL);
 	assert_int_equal(command(g, 0x20), 0x46);
 
 	state_buf_free(&b);

@@ -261,28 +261,11 @@ static void test_eoi_from_callback(void **state)
 	f->rec.eoi_from_cb = NULL;
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("no device %s", name);
-	return NULL;
-}
-
-static int load_dev(struct harness *h, const void *data, size_t len)
-{
-	const struct vm_device *d = find_dev(h, "ioapic");
-	struct state_reader r = { .data = data, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
-
 static void test_save_load(void **state)
 {
 	struct fixture *f = *state, g = { 0 };
 	struct harness *h = f->h;
 	struct state_buf buf = { 0 };
-	const struct vm_device *d;
 
 	io_write(h, 0x00, 0x05000000);
 	set_rte(h, 2, 0x30, 0);
@@ -291,13 +274,11 @@ static void test_save_load(void **state)
 	set_rte(h, 12, 0x4c | LEVEL | ACTIVE_LOW | MASK, 1);
 	hx_mmio_write(h, PC_IOAPIC_BASE, 4, 0x14);
 
-	d = find_dev(h, "ioapic");
-	d->ops->save(d->opaque, &buf);
-	assert_int_equal(buf.err, 0);
+	assert_int_equal(hx_save(h, "ioapic", &buf), 0);
 
 	g.h = harness_new(1 << 20);
 	assert_int_equal(ioapic_create(&g.h->vm, deliver, &g.rec, &g.io), 0);
-	assert_int_equal(load_dev(g.h, buf.data, buf.len), 0);
+	assert_int_equal(hx_load(g.h, "ioapic", buf.data, buf.len), 0);
 	assert_int_equal(g.rec.n, 0); /* loading delivers nothing */
 	assert_int_equal(hx_mmio_read(g.h, PC_IOAPIC_BASE, 4), 0x14);
 	for (uint32_t reg = 0; reg < 0x40; reg++)
@@ -313,21 +294,21 @@ static void test_save_load(void **state)
 	assert_int_equal(g.rec.n, 2);
 
 	/* Validation. */
-	assert_int_equal(load_dev(g.h, buf.data, buf.len - 1), -EINVAL);
+	assert_int_equal(hx_load(g.h, "ioapic", buf.data, buf.len - 1), -EINVAL);
 	uint8_t *bad = malloc(buf.len);
 	assert_non_null(bad);
 	memcpy(bad, buf.data, buf.len);
 	bad[1] = 0x10; /* ID wider than 4 bits */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "ioapic", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[3 + 3] = 0x80; /* line bit 31 */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "ioapic", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[11 + 8 * 2 + 4] = 0x01; /* reserved bit 32 of entry 2 */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "ioapic", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[7 + 1] ^= 0x02; /* irr bit 9 disagrees with pin 9's line */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "ioapic", bad, buf.len), -EINVAL);
 	free(bad);
 	state_buf_free(&buf);
 	harness_free(g.h);

@@ -421,28 +421,11 @@ static void test_icw1_edge_sense_reset(void **state)
 	assert_int_equal(pic_intack(f->pic), 0x24);
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("no device %s", name);
-	return NULL;
-}
-
-static int load_dev(struct harness *h, const void *data, size_t len)
-{
-	const struct vm_device *d = find_dev(h, "pic");
-	struct state_reader r = { .data = data, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
-
 static void test_save_load(void **state)
 {
 	struct fixture *f = *state, g = { 0 };
 	struct harness *h = f->h;
 	struct state_buf buf = { 0 };
-	const struct vm_device *d;
 
 	linux_init(h, 0x01);
 	hx_outb(h, PC_ELCR_PORT + 1, 0x02); /* IRQ 9 level */
@@ -454,13 +437,11 @@ static void test_save_load(void **state)
 	hx_outb(h, M_DATA, 0x08);
 	hx_outb(h, S_DATA, 0x40);
 
-	d = find_dev(h, "pic");
-	d->ops->save(d->opaque, &buf);
-	assert_int_equal(buf.err, 0);
+	assert_int_equal(hx_save(h, "pic", &buf), 0);
 
 	g.h = harness_new(1 << 20);
 	assert_int_equal(pic_create(&g.h->vm, intr_cb, &g.rec, &g.pic), 0);
-	assert_int_equal(load_dev(g.h, buf.data, buf.len), 0);
+	assert_int_equal(hx_load(g.h, "pic", buf.data, buf.len), 0);
 	assert_int_equal(g.rec.level, f->rec.level);
 	uint16_t ports[] = { M_CMD, S_CMD };
 	for (int i = 0; i < 2; i++) {
@@ -484,18 +465,18 @@ static void test_save_load(void **state)
 	}
 
 	/* Validation. */
-	assert_int_equal(load_dev(g.h, buf.data, buf.len - 1), -EINVAL);
+	assert_int_equal(hx_load(g.h, "pic", buf.data, buf.len - 1), -EINVAL);
 	uint8_t *bad = malloc(buf.len);
 	assert_non_null(bad);
 	memcpy(bad, buf.data, buf.len);
 	bad[1 + 9] = 7; /* master init_state */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "pic", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[1 + 4] = 0x01; /* master ELCR bit for IRQ 0 */
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "pic", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[0] = 0;
-	assert_int_equal(load_dev(g.h, bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(g.h, "pic", bad, buf.len), -EINVAL);
 	free(bad);
 	state_buf_free(&buf);
 	harness_free(g.h);

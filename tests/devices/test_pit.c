@@ -41,15 +41,6 @@ static struct harness *new_pit(struct pit **out)
 	return h;
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("no device %s", name);
-	return NULL;
-}
-
 static void program(struct harness *h, uint8_t cw, uint16_t port,
 		    uint16_t count)
 {
@@ -539,26 +530,10 @@ static void test_port61(void **state)
 	harness_free(h);
 }
 
-static void save_dev(struct harness *h, const char *name, struct state_buf *b)
-{
-	const struct vm_device *d = find_dev(h, name);
-	memset(b, 0, sizeof(*b));
-	d->ops->save(d->opaque, b);
-	assert_int_equal(b->err, 0);
-}
-
-static int load_dev(struct harness *h, const char *name, const void *data,
-		    size_t len)
-{
-	const struct vm_device *d = find_dev(h, name);
-	struct state_reader r = { .data = data, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
-
 static void test_save_load(void **state)
 {
 	struct harness *a = new_pit(NULL), *b = new_pit(NULL);
-	struct state_buf buf;
+	struct state_buf buf = { 0 };
 
 	program(a, 0x34, PIT_CH0, 1193);
 	gate2(a, true);
@@ -570,10 +545,10 @@ static void test_save_load(void **state)
 	hx_clock_advance(a, 5300 * US);
 	hx_irq_clear_edges(a);
 
-	save_dev(a, "pit", &buf);
+	assert_int_equal(hx_save(a, "pit", &buf), 0);
 	/* Restore into a machine whose clock is 7 s later. */
 	hx_clock_advance(b, 7000 * MS);
-	assert_int_equal(load_dev(b, "pit", buf.data, buf.len), 0);
+	assert_int_equal(hx_load(b, "pit", buf.data, buf.len), 0);
 
 	assert_int_equal(hx_inb(b, PC_PORT61) & 0x2f,
 			 hx_inb(a, PC_PORT61) & 0x2f);
@@ -593,21 +568,21 @@ static void test_save_load(void **state)
 	assert_true(out2(a) && out2(b));
 
 	/* Truncated, wrong version and invalid fields are refused. */
-	assert_int_equal(load_dev(b, "pit", buf.data, buf.len - 1), -EINVAL);
+	assert_int_equal(hx_load(b, "pit", buf.data, buf.len - 1), -EINVAL);
 	uint8_t *bad = malloc(buf.len);
 	assert_non_null(bad);
 	memcpy(bad, buf.data, buf.len);
 	bad[0] = 99;
-	assert_int_equal(load_dev(b, "pit", bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(b, "pit", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	memset(bad + 4, 0, 4); /* channel 0 count register = 0 */
-	assert_int_equal(load_dev(b, "pit", bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(b, "pit", bad, buf.len), -EINVAL);
 	memcpy(bad, buf.data, buf.len);
 	bad[1] = 0x00; /* channel 0 control with access mode "latch" */
-	assert_int_equal(load_dev(b, "pit", bad, buf.len), -EINVAL);
+	assert_int_equal(hx_load(b, "pit", bad, buf.len), -EINVAL);
 	free(bad);
 	/* The device still works after refused loads. */
-	assert_int_equal(load_dev(b, "pit", buf.data, buf.len), 0);
+	assert_int_equal(hx_load(b, "pit", buf.data, buf.len), 0);
 	state_buf_free(&buf);
 	harness_free(a);
 	harness_free(b);

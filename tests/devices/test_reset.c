@@ -6,28 +6,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
 #include "hw/pc.h"
 #include "hw/reset_cf9.h"
-
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
-}
-
-static int load_bytes(const struct vm_device *d, const void *p, size_t len)
-{
-	struct state_reader r = { .data = p, .len = len };
-	return d->ops->load(d->opaque, &r);
-}
 
 /* Linux's reboot=pci sequence. */
 static void test_linux_sequence_resets(void **state)
@@ -98,29 +82,25 @@ static void test_save_load(void **state)
 {
 	struct harness *h = harness_new(1 << 20);
 	struct harness *g = harness_new(1 << 20);
-	const struct vm_device *d;
 	struct state_buf b = { 0 };
 
 	assert_int_equal(reset_cf9_create(&h->vm, NULL), 0);
 	assert_int_equal(reset_cf9_create(&g->vm, NULL), 0);
 	hx_outb(h, PC_RESET_PORT, 0x0a);
-	d = find_dev(h, "reset_cf9");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
-	d = find_dev(g, "reset_cf9");
-	assert_int_equal(load_bytes(d, b.data, b.len), 0);
+	assert_int_equal(hx_save(h, "reset_cf9", &b), 0);
+	assert_int_equal(hx_load(g, "reset_cf9", b.data, b.len), 0);
 	assert_int_equal(hx_inb(g, PC_RESET_PORT), 0x0a);
 	/* SYS_RST came across: raising RST_CPU now resets. */
 	hx_outb(g, PC_RESET_PORT, 0x0e);
 	assert_int_equal(g->vm.stop_reason, VM_STOP_RESET);
 
 	/* Bad streams: truncated, wrong version, reserved bits. */
-	assert_int_equal(load_bytes(d, b.data, 1), -EINVAL);
+	assert_int_equal(hx_load(g, "reset_cf9", b.data, 1), -EINVAL);
 	b.data[0] = 2;
-	assert_int_equal(load_bytes(d, b.data, b.len), -EINVAL);
+	assert_int_equal(hx_load(g, "reset_cf9", b.data, b.len), -EINVAL);
 	b.data[0] = 1;
 	b.data[1] = 0x81;
-	assert_int_equal(load_bytes(d, b.data, b.len), -EINVAL);
+	assert_int_equal(hx_load(g, "reset_cf9", b.data, b.len), -EINVAL);
 	assert_int_equal(hx_inb(g, PC_RESET_PORT), 0x0e);
 
 	state_buf_free(&b);

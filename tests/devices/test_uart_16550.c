@@ -54,15 +54,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static const struct vm_device *find_dev(struct harness *h, const char *name)
-{
-	for (int i = 0; i < h->vm.nr_devices; i++)
-		if (!strcmp(h->vm.devices[i].ops->name, name))
-			return &h->vm.devices[i];
-	fail_msg("device %s not found", name);
-	return NULL;
-}
-
 static const char *output(struct fixture *f)
 {
 	return chardev_buffer_output(f->cd, NULL);
@@ -423,8 +414,6 @@ static void test_save_load_round_trip(void **state)
 	struct harness *h = f->h;
 	struct state_buf b = { 0 };
 	struct fixture g;
-	const struct vm_device *d;
-	struct state_reader r;
 
 	hx_outb(h, B + FCR, 0x41); /* trigger 4 */
 	hx_outb(h, B + LCR, 0x80);
@@ -437,16 +426,12 @@ static void test_save_load_round_trip(void **state)
 	chardev_buffer_inject(f->cd, "abc", 3);
 	assert_true(hx_irq_level(h, IRQ));
 
-	d = find_dev(h, "uart_16550");
-	d->ops->save(d->opaque, &b);
-	assert_int_equal(b.err, 0);
+	assert_int_equal(hx_save(h, "uart_16550", &b), 0);
 
 	g.h = harness_new(1 << 20);
 	g.cd = chardev_open_buffer();
 	assert_int_equal(uart_16550_create(&g.h->vm, B, IRQ, g.cd, &g.u), 0);
-	d = find_dev(g.h, "uart_16550");
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), 0);
+	assert_int_equal(hx_load(g.h, "uart_16550", b.data, b.len), 0);
 
 	/* The interrupt line follows the loaded state. */
 	assert_true(hx_irq_level(g.h, IRQ));
@@ -464,19 +449,15 @@ static void test_save_load_round_trip(void **state)
 	assert_int_equal(hx_inb(g.h, B + DLM), 0x01);
 
 	/* Bad streams are refused. */
-	r = (struct state_reader){ .data = b.data, .len = b.len - 1 };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g.h, "uart_16550", b.data, b.len - 1), -EINVAL);
 	b.data[0] = 99; /* version */
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g.h, "uart_16550", b.data, b.len), -EINVAL);
 	b.data[0] = 1;
 	b.data[12] = 17; /* FIFO count */
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g.h, "uart_16550", b.data, b.len), -EINVAL);
 	b.data[12] = 3;
 	b.data[3] = 0xff; /* IER reserved bits */
-	r = (struct state_reader){ .data = b.data, .len = b.len };
-	assert_int_equal(d->ops->load(d->opaque, &r), -EINVAL);
+	assert_int_equal(hx_load(g.h, "uart_16550", b.data, b.len), -EINVAL);
 	/* A refused load left the device as it was. */
 	assert_int_equal(hx_inb(g.h, B + SCR), 0x5a);
 

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static void h_set_level(void *opaque, unsigned gsi, bool level)
 {
@@ -87,4 +88,32 @@ void hx_clock_advance(struct harness *h, uint64_t ns)
 	}
 	__atomic_store_n(&h->vm.fake_clock_ns, target, __ATOMIC_RELEASE);
 	vm_timers_run(&h->vm);
+}
+
+const struct vm_device *hx_device(struct harness *h, const char *name)
+{
+	for (int i = 0; i < h->vm.nr_devices; i++)
+		if (!strcmp(h->vm.devices[i].ops->name, name))
+			return &h->vm.devices[i];
+	/* The harness does not link cmocka (fail_msg); abort still fails
+	 * the test, with the reason on stderr. */
+	fprintf(stderr, "harness: no device %s\n", name);
+	abort();
+}
+
+int hx_save(struct harness *h, const char *name, struct state_buf *b)
+{
+	const struct vm_device *d = hx_device(h, name);
+
+	d->ops->save(d->opaque, b);
+	return b->err;
+}
+
+int hx_load(struct harness *h, const char *name, const void *data,
+	    size_t len)
+{
+	const struct vm_device *d = hx_device(h, name);
+	struct state_reader r = { .data = data, .len = len };
+
+	return d->ops->load(d->opaque, &r);
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/state.h"
 #include "core/vm.h"
 
 #define HARNESS_MAX_MSI 64
@@ -48,5 +49,16 @@ void hx_irq_clear_edges(struct harness *h);
 /* The machine runs on a fake clock starting at 1 s; advance it by `ns` and
  * run every device timer that expired (in deadline order). */
 void hx_clock_advance(struct harness *h, uint64_t ns);
+
+/* Device state as vm snapshots see it, for the save/load tests. */
+/* The device registered under `name`.  Aborts (failing the test, like
+ * harness_new) if there is none, so callers need no NULL check. */
+const struct vm_device *hx_device(struct harness *h, const char *name);
+/* Append device `name`'s state to `b`; returns b->err (0 on success). */
+int hx_save(struct harness *h, const char *name, struct state_buf *b);
+/* Run device `name`'s load() on `len` bytes at `data`, as a snapshot
+ * restore would; returns what load() returns (-EINVAL for a bad stream). */
+int hx_load(struct harness *h, const char *name, const void *data,
+	    size_t len);
 
 #endif

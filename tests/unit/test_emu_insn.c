@@ -12,11 +12,12 @@
  * virtual address.  Each case then
  *   - fills code page (instruction + int3 everywhere else), data and stack
  *     identically on both sides,
- *   - natively: loads all 16 GPRs and RFLAGS (native_enter below), jumps to
- *     the instruction and catches whatever stops it -- the int3 that follows
- *     or any branch target (SIGTRAP), or the instruction's own exception
- *     (SIGFPE for #DE, SIGSEGV, ...) -- in a signal handler that copies the
- *     registers out of the ucontext and siglongjmps back,
+ *   - natively: loads all 16 GPRs and RFLAGS, jumps to the instruction and
+ *     catches whatever stops it -- the int3 that follows or any branch
+ *     target (SIGTRAP), or the instruction's own exception (SIGFPE for #DE,
+ *     SIGSEGV, ...) -- in a signal handler that copies the registers out of
+ *     the ucontext and siglongjmps back (native_exec() in emu_native.c,
+ *     shared with test_emu_sys.c and test_emu_sse.c),
  *   - in the emulator: the same registers, one emu_step(),
  *   - compares RIP (or the exception vector), all GPRs, the flags the SDM
  *     defines for that instruction and input, and the data and stack
@@ -27,25 +28,22 @@
  * ways for string instructions).
  */
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <pthread.h>
-#include <sys/mman.h>
-#include <ucontext.h>
 #include <cmocka.h>
 
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
 #include "accel/emu/emu.h"
 #include "core/memory.h"
+#include "emu_native.h"
 
-#define TEST_BASE  0x01000000ull
+#define TEST_BASE  NATIVE_BASE
 #define TEST_SIZE  0x10000ull
 #define CODE       TEST_BASE
 #define DATA       (TEST_BASE + 0x3000)   /* +-4 KiB compared */
@@ -56,77 +54,12 @@
 		   EMU_FL_OF)
 #define FL_CMP    (FL_STATUS | EMU_FL_DF)
 
-struct regs {
-	uint64_t gpr[16];
-	uint64_t rip;
-	uint64_t rflags;
-};
-
-/* Native entry: RDI = struct regs *.  Flags first (still on our stack),
- * then RSP and the GPRs, RDI last, then jump to CODE.  Never returns: the
- * signal handler longjmps out. */
-void native_enter(const struct regs *r) __attribute__((noreturn));
-__asm__(".text\n"
-	".globl native_enter\n"
-	".type native_enter,@function\n"
-	"native_enter:\n"
-	"  pushq 0x88(%rdi)\n"
-	"  popfq\n"
-	"  mov 0x20(%rdi), %rsp\n"
-	"  mov 0x00(%rdi), %rax\n"
-	"  mov 0x08(%rdi), %rcx\n"
-	"  mov 0x10(%rdi), %rdx\n"
-	"  mov 0x18(%rdi), %rbx\n"
-	"  mov 0x28(%rdi), %rbp\n"
-	"  mov 0x30(%rdi), %rsi\n"
-	"  mov 0x40(%rdi), %r8\n"
-	"  mov 0x48(%rdi), %r9\n"
-	"  mov 0x50(%rdi), %r10\n"
-	"  mov 0x58(%rdi), %r11\n"
-	"  mov 0x60(%rdi), %r12\n"
-	"  mov 0x68(%rdi), %r13\n"
-	"  mov 0x70(%rdi), %r14\n"
-	"  mov 0x78(%rdi), %r15\n"
-	"  mov 0x38(%rdi), %rdi\n"
-	"  jmp *native_code_addr(%rip)\n"
-	".size native_enter, .-native_enter\n"
-	".section .rodata\n"
-	".p2align 3\n"
-	"native_code_addr: .quad 0x01000000\n"
-	".text\n");
-
-/* What the signal handler hands back (test-only state: a signal handler
- * has no other way to reach the test). */
-static struct {
-	sigjmp_buf env;
-	struct regs out;
-	int trapno;
-} nat;
-
-static void on_signal(int sig, siginfo_t *si, void *ucv)
-{
-	ucontext_t *uc = ucv;
-	greg_t *g = uc->uc_mcontext.gregs;
-	static const int map[16] = {
-		REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI,
-		REG_RDI, REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13,
-		REG_R14, REG_R15,
-	};
-
-	for (int i = 0; i < 16; i++)
-		nat.out.gpr[i] = (uint64_t)g[map[i]];
-	nat.out.rip = (uint64_t)g[REG_RIP];
-	nat.out.rflags = (uint64_t)g[REG_EFL];
-	nat.trapno = (int)g[REG_TRAPNO];
-	siglongjmp(nat.env, 1);
-}
-
 /* ---- instruction forms ------------------------------------------------ */
 
 struct form;
 /* Per-input refinement: flags the SDM leaves undefined for this input,
  * registers whose result is undefined. */
-typedef void (*undef_fn)(const struct form *f, const struct regs *in,
+typedef void (*undef_fn)(const struct form *f, const struct native_regs *in,
 			 uint64_t *flags, uint32_t *regs);
 
 enum input_kind {
@@ -147,7 +80,7 @@ struct form {
 	undef_fn fn;
 };
 
-static void u_shift(const struct form *f, const struct regs *in,
+static void u_shift(const struct form *f, const struct native_regs *in,
 		    uint64_t *fl, uint32_t *rg)
 {
 	unsigned c = in->gpr[EMU_RCX] & (f->size == 8 ? 63 : 31);
@@ -161,7 +94,7 @@ static void u_shift(const struct form *f, const struct regs *in,
 		*fl |= EMU_FL_CF;
 }
 
-static void u_sar(const struct form *f, const struct regs *in, uint64_t *fl,
+static void u_sar(const struct form *f, const struct native_regs *in, uint64_t *fl,
 		  uint32_t *rg)
 {
 	unsigned c = in->gpr[EMU_RCX] & (f->size == 8 ? 63 : 31);
@@ -173,7 +106,7 @@ static void u_sar(const struct form *f, const struct regs *in, uint64_t *fl,
 		*fl |= EMU_FL_OF;
 }
 
-static void u_rot(const struct form *f, const struct regs *in, uint64_t *fl,
+static void u_rot(const struct form *f, const struct native_regs *in, uint64_t *fl,
 		  uint32_t *rg)
 {
 	unsigned c = in->gpr[EMU_RCX] & (f->size == 8 ? 63 : 31);
@@ -183,7 +116,7 @@ static void u_rot(const struct form *f, const struct regs *in, uint64_t *fl,
 }
 
 /* BSF/BSR with a zero source: the destination (RAX) is undefined. */
-static void u_bsx(const struct form *f, const struct regs *in, uint64_t *fl,
+static void u_bsx(const struct form *f, const struct native_regs *in, uint64_t *fl,
 		  uint32_t *rg)
 {
 	if ((in->gpr[EMU_RBX] & (f->size == 8 ? ~0ull :
@@ -194,7 +127,7 @@ static void u_bsx(const struct form *f, const struct regs *in, uint64_t *fl,
 /* CMPXCHG r32 that fails: Intel writes the destination back (clearing bits
  * 63:32 like any 32-bit write, as the SDM's pseudo-code says), AMD leaves
  * it alone.  Either is right; do not compare it. */
-static void u_cmpxchg32(const struct form *f, const struct regs *in,
+static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 			uint64_t *fl, uint32_t *rg)
 {
 	if ((uint32_t)in->gpr[EMU_RAX] != (uint32_t)in->gpr[EMU_RCX])
@@ -536,15 +469,8 @@ static const uint64_t edge[] = {
 
 /* ---- one case, both ways ---------------------------------------------- */
 
-struct env {
-	struct guest_mem gm;
-	uint8_t *host;      /* TEST_BASE mapped natively */
-	stack_t altstack;
-	unsigned long cases, forms_run;
-};
-
 static void fill_memory(uint8_t *base, const struct form *f,
-			const struct regs *in, uint64_t a, uint64_t b)
+			const struct native_regs *in, uint64_t a, uint64_t b)
 {
 	uint8_t *code = base + (CODE - TEST_BASE);
 	uint8_t *data = base + (DATA - TEST_BASE);
@@ -573,7 +499,7 @@ static void fill_memory(uint8_t *base, const struct form *f,
 	(void)in;
 }
 
-static void make_input(const struct form *f, struct regs *in, uint64_t a,
+static void make_input(const struct form *f, struct native_regs *in, uint64_t a,
 		       uint64_t b, uint64_t c, uint64_t flags)
 {
 	static const uint64_t pat = 0x0101010101010101ull;
@@ -607,17 +533,8 @@ static void make_input(const struct form *f, struct regs *in, uint64_t a,
 	in->rflags = flags | 0x202; /* IF is always set in user mode */
 }
 
-static void run_native(struct env *e, const struct regs *in, struct regs *out,
-		       int *trapno)
-{
-	if (sigsetjmp(nat.env, 1) == 0)
-		native_enter(in);
-	*out = nat.out;
-	*trapno = nat.trapno;
-}
-
-static int run_emu(struct env *e, const struct regs *in, struct regs *out,
-		   struct emu_cpu *cpu)
+static int run_emu(struct native_env *e, const struct native_regs *in,
+		   struct native_regs *out, struct emu_cpu *cpu)
 {
 	int r;
 
@@ -637,10 +554,10 @@ static int run_emu(struct env *e, const struct regs *in, struct regs *out,
 
 static int failures_reported;
 
-static bool check_case(struct env *e, const struct form *f,
-		       const struct regs *in)
+static bool check_case(struct native_env *e, const struct form *f,
+		       const struct native_regs *in)
 {
-	struct regs nout, eout;
+	struct native_regs nout, eout;
 	struct emu_cpu cpu;
 	uint64_t undef = f->undef, fmask;
 	uint32_t skip = 0;
@@ -651,7 +568,7 @@ static bool check_case(struct env *e, const struct form *f,
 
 	fill_memory(e->host, f, in, in->gpr[EMU_RAX], in->gpr[EMU_RBX]);
 	fill_memory(g, f, in, in->gpr[EMU_RAX], in->gpr[EMU_RBX]);
-	run_native(e, in, &nout, &trapno);
+	trapno = native_exec(in, &nout);
 	r = run_emu(e, in, &eout, &cpu);
 	if (f->fn)
 		f->fn(f, in, &undef, &skip);
@@ -707,83 +624,23 @@ static bool check_case(struct env *e, const struct form *f,
 	return ok;
 }
 
-/* emu_cpu_set_long_mode() turns paging on and leaves CR3 = 0: put 4-level
- * tables there that identity-map the whole 40-bit physical space with
- * 1 GiB pages (PML4 at 0, PDPTs at 0x1000 and 0x2000), so linear =
- * physical for every address below 2^40 and anything above is not
- * present (#PF with error code 0, what the hostile-address test expects).
- * User-accessible, since the differential test runs at CPL 3. */
-static void identity_map(struct guest_mem *gm)
-{
-	uint64_t *pml4 = gm_ptr(gm, 0, 0x3000);
-
-	memset(pml4, 0, 0x3000);
-	for (uint64_t i = 0; i < 1024; i++)
-		pml4[512 + i] = (i << 30) | 0x87; /* P, RW, US, PS */
-	pml4[0] = 0x1000 | 0x7;
-	pml4[1] = 0x2000 | 0x7;
-}
-
+/* Guest page tables from native_identity_map(): linear = physical below
+ * 2^40, not present above (#PF with error code 0, what the hostile-address
+ * test expects); user-accessible, since the differential test runs at
+ * CPL 3. */
 static int env_setup(void **state)
 {
-	struct env *e = calloc(1, sizeof(*e));
-	if (!e)
-		return -1;
-	e->host = mmap((void *)TEST_BASE, TEST_SIZE,
-		       PROT_READ | PROT_WRITE | PROT_EXEC,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (e->host != (void *)TEST_BASE) {
-		print_error("cannot map test memory at %#llx: %s\n",
-			    TEST_BASE, strerror(errno));
-		free(e);
-		return -1;
-	}
-	if (gm_init(&e->gm, GUEST_RAM)) {
-		munmap(e->host, TEST_SIZE);
-		free(e);
-		return -1;
-	}
-	identity_map(&e->gm);
-	e->altstack.ss_sp = malloc(65536);
-	e->altstack.ss_size = 65536;
-	sigaltstack(&e->altstack, NULL);
-	*state = e;
-	return 0;
-}
-
-static int env_teardown(void **state)
-{
-	struct env *e = *state;
-	stack_t off = { .ss_flags = SS_DISABLE };
-
-	signal(SIGTRAP, SIG_DFL);
-	sigaltstack(&off, NULL);
-	free(e->altstack.ss_sp);
-	gm_destroy(&e->gm);
-	munmap(e->host, TEST_SIZE);
-	free(e);
-	return 0;
+	return native_env_setup(state, TEST_SIZE, GUEST_RAM);
 }
 
 /* The differential sweep over every form and input. */
 static void test_differential(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	unsigned long cases = 0, bad = 0;
 	unsigned forms_bad = 0;
-	struct sigaction sa;
 
-	/* Inside the test: cmocka installs its own handlers around each
-	 * test and restores them afterwards. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-	sigaction(SIGTRAP, &sa, NULL);
-	sigaction(SIGFPE, &sa, NULL);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
-	sigaction(SIGILL, &sa, NULL);
-
+	native_catch_begin();
 	for (size_t fi = 0; fi < NR_FORMS; fi++) {
 		const struct form *f = &forms[fi];
 		unsigned long fbad = 0;
@@ -792,7 +649,7 @@ static void test_differential(void **state)
 		for (size_t i = 0; i < NR_EDGE; i++) {
 			for (size_t j = 0; j < NR_EDGE; j++) {
 				for (int fl = 0; fl < nflags; fl++) {
-					struct regs in;
+					struct native_regs in;
 					uint64_t flags = ((fl & 1) ? FL_STATUS : 0) |
 							 ((fl & 2) ? EMU_FL_DF : 0);
 
@@ -812,6 +669,7 @@ static void test_differential(void **state)
 			print_message("form %-36s %lu mismatches\n", f->name, fbad);
 		}
 	}
+	native_catch_end();
 	print_message("differential: %zu forms, %lu cases, %lu mismatches in %u forms\n",
 		      NR_FORMS, cases, bad, forms_bad);
 	assert_int_equal(bad, 0);
@@ -831,7 +689,7 @@ static void emu_at(struct emu_cpu *cpu, struct guest_mem *gm,
 
 static void test_undefined_opcodes(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t ud2[] = { 0x0f, 0x0b };
 	static const uint8_t ud0[] = { 0x0f, 0xff, 0xc0 };
@@ -864,7 +722,7 @@ static void test_undefined_opcodes(void **state)
 
 static void test_divide_error(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t div_rbx[] = { 0x48, 0xf7, 0xf3 };
 	static const uint8_t idiv_rbx[] = { 0x48, 0xf7, 0xfb };
@@ -889,7 +747,7 @@ static void test_divide_error(void **state)
 
 static void test_hostile_addresses(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t load[] = { 0x48, 0x8b, 0x03 };  /* mov rax, [rbx] */
 	static const uint8_t store[] = { 0x48, 0x89, 0x03 }; /* mov [rbx], rax */
@@ -974,7 +832,7 @@ static void *hammer_thread(void *arg)
 	return NULL;
 }
 
-static void hammer(struct env *e, const uint8_t *code, size_t len,
+static void hammer(struct native_env *e, const uint8_t *code, size_t len,
 		   uint64_t expect)
 {
 	struct hammer h[2];
@@ -997,7 +855,7 @@ static void hammer(struct env *e, const uint8_t *code, size_t len,
 
 static void test_locked_ops_atomic(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	static const uint8_t lock_inc[] = { 0xf0, 0x48, 0xff, 0x06 };       /* lock inc qword [rsi] */
 	static const uint8_t lock_xadd[] = { 0xf0, 0x48, 0x0f, 0xc1, 0x1e }; /* lock xadd [rsi], rbx */
 	static const uint8_t lock_add32[] = { 0xf0, 0x01, 0x1e };           /* lock add [rsi], ebx */
@@ -1009,7 +867,7 @@ static void test_locked_ops_atomic(void **state)
 
 static void test_rep_movsb_long(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t rep_movsb[] = { 0xf3, 0xa4 };
 	uint8_t *src = gm_ptr(&e->gm, 0x100000, 20000);
@@ -1036,7 +894,7 @@ static void test_rep_movsb_long(void **state)
 /* The same bytes mean different things in 16-, 32- and 64-bit modes. */
 static void test_legacy_modes(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t inc_eax[] = { 0x40 };            /* INC EAX, or REX */
 	static const uint8_t mov_bx_si[] = { 0x8b, 0x00 };   /* 16-bit: mov ax, [bx+si] */
@@ -1088,7 +946,7 @@ static void test_legacy_modes(void **state)
  * correctly by a later consumer. */
 static void test_lazy_flags_sequence(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	/* cmp rax, rbx; mov rcx, rdx; lea rdx, [rdx+1]; setb al; adc rcx, 0 */
 	static const uint8_t seq[] = { 0x48, 0x39, 0xd8, 0x48, 0x89, 0xd1,
@@ -1119,5 +977,5 @@ int main(void)
 		cmocka_unit_test(test_differential),
 	};
 
-	return cmocka_run_group_tests(tests, env_setup, env_teardown);
+	return cmocka_run_group_tests(tests, env_setup, native_env_teardown);
 }

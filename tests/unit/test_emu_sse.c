@@ -23,16 +23,13 @@
  * each width) or random bytes, and every form runs under all four MXCSR
  * rounding modes, with DAZ|FTZ, and with x87 FCW rounding modes.
  */
-#include <errno.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <cmocka.h>
 
 #include "accel/emu/cpu.h"
@@ -40,8 +37,9 @@
 #include "accel/emu/emu.h"
 #include "accel/emu/exec.h"
 #include "core/memory.h"
+#include "emu_native.h"
 
-#define TEST_BASE  0x01000000ull
+#define TEST_BASE  NATIVE_BASE
 #define TEST_SIZE  0x10000ull
 #define CODE       TEST_BASE
 #define DATA       (TEST_BASE + 0x3000)
@@ -744,11 +742,6 @@ static void fill_x87(uint8_t *p, unsigned k)
 
 /* ---- one case ---------------------------------------------------------- */
 
-struct env {
-	struct guest_mem gm;
-	uint8_t *host;
-};
-
 static int failures_reported;
 
 static void setup_cpu(struct emu_cpu *cpu, struct guest_mem *gm)
@@ -764,7 +757,7 @@ static void setup_cpu(struct emu_cpu *cpu, struct guest_mem *gm)
 	cpu->gpr[EMU_RSP] = STACK;
 }
 
-static bool check_case(struct env *e, const struct form *f,
+static bool check_case(struct native_env *e, const struct form *f,
 		       const struct nstate *in, const uint8_t *data)
 {
 	struct nstate nat = *in;
@@ -864,53 +857,12 @@ static bool check_case(struct env *e, const struct form *f,
 	return ok;
 }
 
-/* emu_cpu_set_long_mode() turns paging on with CR3 = 0: 4-level tables
- * there identity-map the 40-bit physical space with 1 GiB user pages
- * (PML4 at 0, PDPTs at 0x1000 and 0x2000), so linear = physical. */
-static void identity_map(struct guest_mem *gm)
-{
-	uint64_t *pml4 = gm_ptr(gm, 0, 0x3000);
-
-	memset(pml4, 0, 0x3000);
-	for (uint64_t i = 0; i < 1024; i++)
-		pml4[512 + i] = (i << 30) | 0x87; /* P, RW, US, PS */
-	pml4[0] = 0x1000 | 0x7;
-	pml4[1] = 0x2000 | 0x7;
-}
-
+/* Guest RAM with native_identity_map()'s tables (linear = physical) and
+ * the test area mapped natively at TEST_BASE; native_run() calls into it
+ * and returns, so no signals are involved. */
 static int env_setup(void **state)
 {
-	struct env *e = calloc(1, sizeof(*e));
-
-	if (!e)
-		return -1;
-	e->host = mmap((void *)TEST_BASE, TEST_SIZE,
-		       PROT_READ | PROT_WRITE | PROT_EXEC,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (e->host != (void *)TEST_BASE) {
-		print_error("cannot map test memory at %#llx: %s\n",
-			    TEST_BASE, strerror(errno));
-		free(e);
-		return -1;
-	}
-	if (gm_init(&e->gm, GUEST_RAM)) {
-		munmap(e->host, TEST_SIZE);
-		free(e);
-		return -1;
-	}
-	identity_map(&e->gm);
-	*state = e;
-	return 0;
-}
-
-static int env_teardown(void **state)
-{
-	struct env *e = *state;
-
-	gm_destroy(&e->gm);
-	munmap(e->host, TEST_SIZE);
-	free(e);
-	return 0;
+	return native_env_setup(state, TEST_SIZE, GUEST_RAM);
 }
 
 static const uint32_t mxcsr_modes[] = {
@@ -922,7 +874,7 @@ static const uint16_t fcw_modes[] = { 0x037f, 0x077f, 0x0b7f, 0x0f7f, 0x027f, 0x
 
 static void test_differential(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	unsigned long cases = 0, bad = 0;
 	unsigned forms_bad = 0;
 
@@ -992,7 +944,7 @@ static void emu_code(struct emu_cpu *cpu, struct guest_mem *gm,
 
 static void test_faults(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	static const uint8_t movdqa_ld[] = { 0x66, 0x0f, 0x6f, 0x06 };  /* movdqa xmm0, [rsi] */
 	static const uint8_t movdqa_st[] = { 0x66, 0x0f, 0x7f, 0x06 };  /* movdqa [rsi], xmm0 */
@@ -1100,7 +1052,7 @@ static void test_faults(void **state)
 
 static void test_fxsave_roundtrip(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu, saved;
 	/* fld1; fldpi; fxsave64 [rsi]; fninit; xorps xmm3, xmm3; ldmxcsr [rdi];
 	 * fxrstor64 [rsi] */
@@ -1179,7 +1131,7 @@ static void test_fxsave_roundtrip(void **state)
 /* x87 stack faults and the deferred #MF. */
 static void test_x87_faults(void **state)
 {
-	struct env *e = *state;
+	struct native_env *e = *state;
 	struct emu_cpu cpu;
 	/* fadd st, st(1) on an empty stack; then fld1 */
 	static const uint8_t code[] = { 0xd8, 0xc1, 0xd9, 0xe8 };
@@ -1211,5 +1163,5 @@ int main(void)
 		cmocka_unit_test(test_differential),
 	};
 
-	return cmocka_run_group_tests(tests, env_setup, env_teardown);
+	return cmocka_run_group_tests(tests, env_setup, native_env_teardown);
 }

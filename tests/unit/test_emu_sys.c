@@ -13,10 +13,8 @@
  * RAM, so CPL 3 accesses work too.  The machine comes from the test
  * harness: fake clock (so time is deterministic), PIO bus, guest RAM.
  */
-#include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -24,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <cmocka.h>
 
 #include "accel/emu/cpu.h"
@@ -33,6 +30,7 @@
 #include "core/bus.h"
 #include "core/memory.h"
 #include "core/timer.h"
+#include "emu_native.h"
 #include "harness.h"
 
 #define RAM      (32ull << 20)
@@ -808,74 +806,14 @@ static void test_cmpxchg16b_atomic(void **state)
  * As test_emu_insn.c: code and data at the same addresses natively and in
  * the guest (TEST_BASE mapped natively with MAP_FIXED_NOREPLACE, inside
  * guest RAM and the identity map), all GPRs and RFLAGS loaded, one
- * instruction run natively up to the int3 after it (or its own fault) and
- * once through emu_step() at CPL 3, then RIP, GPRs, the defined flags and
- * the data page compared. */
+ * instruction run natively up to the int3 after it (or its own fault;
+ * native_exec() in emu_native.c) and once through emu_step() at CPL 3,
+ * then RIP, GPRs, the defined flags and the data page compared. */
 
-#define TEST_BASE 0x01000000ull
+#define TEST_BASE NATIVE_BASE
 #define TEST_SIZE 0x4000ull
 #define DCODE     TEST_BASE
 #define DDATA     (TEST_BASE + 0x2000)
-
-struct regs {
-	uint64_t gpr[16];
-	uint64_t rip;
-	uint64_t rflags;
-};
-
-void sys_native_enter(const struct regs *r) __attribute__((noreturn));
-__asm__(".text\n"
-	".globl sys_native_enter\n"
-	".type sys_native_enter,@function\n"
-	"sys_native_enter:\n"
-	"  pushq 0x88(%rdi)\n"
-	"  popfq\n"
-	"  mov 0x20(%rdi), %rsp\n"
-	"  mov 0x00(%rdi), %rax\n"
-	"  mov 0x08(%rdi), %rcx\n"
-	"  mov 0x10(%rdi), %rdx\n"
-	"  mov 0x18(%rdi), %rbx\n"
-	"  mov 0x28(%rdi), %rbp\n"
-	"  mov 0x30(%rdi), %rsi\n"
-	"  mov 0x40(%rdi), %r8\n"
-	"  mov 0x48(%rdi), %r9\n"
-	"  mov 0x50(%rdi), %r10\n"
-	"  mov 0x58(%rdi), %r11\n"
-	"  mov 0x60(%rdi), %r12\n"
-	"  mov 0x68(%rdi), %r13\n"
-	"  mov 0x70(%rdi), %r14\n"
-	"  mov 0x78(%rdi), %r15\n"
-	"  mov 0x38(%rdi), %rdi\n"
-	"  jmp *sys_code_addr(%rip)\n"
-	".size sys_native_enter, .-sys_native_enter\n"
-	".section .rodata\n"
-	".p2align 3\n"
-	"sys_code_addr: .quad 0x01000000\n"
-	".text\n");
-
-static struct {
-	sigjmp_buf env;
-	struct regs out;
-	int trapno;
-} nat;
-
-static void on_signal(int sig, siginfo_t *si, void *ucv)
-{
-	ucontext_t *uc = ucv;
-	greg_t *g = uc->uc_mcontext.gregs;
-	static const int map[16] = {
-		REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI,
-		REG_RDI, REG_R8, REG_R9, REG_R10, REG_R11, REG_R12, REG_R13,
-		REG_R14, REG_R15,
-	};
-
-	for (int i = 0; i < 16; i++)
-		nat.out.gpr[i] = (uint64_t)g[map[i]];
-	nat.out.rip = (uint64_t)g[REG_RIP];
-	nat.out.rflags = (uint64_t)g[REG_EFL];
-	nat.trapno = (int)g[REG_TRAPNO];
-	siglongjmp(nat.env, 1);
-}
 
 enum dkind {
 	D_PLAIN,   /* RAX=a RBX=b RCX=b RDX=c; [RSI]=a,b */
@@ -946,7 +884,8 @@ static const uint64_t dedge[] = {
 };
 #define NR_DEDGE (sizeof(dedge) / sizeof(dedge[0]))
 
-static void dfill(uint8_t *base, const struct dform *f, const struct regs *in)
+static void dfill(uint8_t *base, const struct dform *f,
+		  const struct native_regs *in)
 {
 	uint8_t *data = base + (DDATA - TEST_BASE);
 
@@ -972,20 +911,19 @@ static int dreported;
 #define print_message(...) \
 	(dreported++ < 40 ? print_message(__VA_ARGS__) : (void)0)
 
-static bool dcheck(uint8_t *host, const struct dform *f, const struct regs *in)
+static bool dcheck(uint8_t *host, const struct dform *f,
+		   const struct native_regs *in)
 {
 	uint8_t *g = gm_ptr(&h->vm.mem, TEST_BASE, TEST_SIZE);
-	struct regs nout;
+	struct native_regs nout;
 	struct emu_cpu cpu;
 	uint64_t undef = f->undef, count;
 	bool skip_rax = false, skip_flags = false;
-	int r;
+	int trapno, r;
 
 	dfill(host, f, in);
 	dfill(g, f, in);
-	if (sigsetjmp(nat.env, 1) == 0)
-		sys_native_enter(in);
-	nout = nat.out;
+	trapno = native_exec(in, &nout);
 
 	cpu_setup(&cpu, 0, 3);
 	memcpy(cpu.gpr, in->gpr, sizeof(cpu.gpr));
@@ -1000,9 +938,9 @@ static bool dcheck(uint8_t *host, const struct dform *f, const struct regs *in)
 	if (f->kind == D_SH16 && count > 16)
 		skip_rax = skip_flags = true;
 
-	if (nat.trapno != 3 || r != 0) {
+	if (trapno != 3 || r != 0) {
 		print_message("%s: native trap %d, emu %#x\n", f->name,
-			      nat.trapno, r);
+			      trapno, r);
 		return false;
 	}
 	nout.rip -= 1;
@@ -1046,26 +984,13 @@ static bool dcheck(uint8_t *host, const struct dform *f, const struct regs *in)
 static void test_differential(void **state)
 {
 	uint8_t *host;
-	struct sigaction sa;
-	stack_t alt, off = { .ss_flags = SS_DISABLE };
 	unsigned long cases = 0, bad = 0;
 	static const uint64_t pat = 0x0101010101010101ull;
 
-	host = mmap((void *)TEST_BASE, TEST_SIZE,
-		    PROT_READ | PROT_WRITE | PROT_EXEC,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-	if (host != (void *)TEST_BASE)
-		fail_msg("cannot map %#llx: %s", TEST_BASE, strerror(errno));
-	alt.ss_sp = malloc(65536);
-	alt.ss_size = 65536;
-	alt.ss_flags = 0;
-	sigaltstack(&alt, NULL);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-	sigaction(SIGTRAP, &sa, NULL);
-	sigaction(SIGSEGV, &sa, NULL);
-	sigaction(SIGBUS, &sa, NULL);
+	host = native_map(TEST_SIZE);
+	if (!host)
+		fail();
+	native_catch_begin();
 
 	for (size_t fi = 0; fi < sizeof(dforms) / sizeof(dforms[0]); fi++) {
 		const struct dform *f = &dforms[fi];
@@ -1074,7 +999,7 @@ static void test_differential(void **state)
 		for (size_t i = 0; i < NR_DEDGE; i++) {
 			for (size_t j = 0; j < NR_DEDGE; j++) {
 				for (int fl = 0; fl < 2; fl++) {
-					struct regs in;
+					struct native_regs in;
 
 					for (int k = 0; k < 16; k++)
 						in.gpr[k] = pat * (uint64_t)(k + 0x10);
@@ -1098,11 +1023,7 @@ static void test_differential(void **state)
 			print_message("%s: %u mismatches\n", f->name, fbad);
 		bad += fbad;
 	}
-	signal(SIGTRAP, SIG_DFL);
-	signal(SIGSEGV, SIG_DFL);
-	signal(SIGBUS, SIG_DFL);
-	sigaltstack(&off, NULL);
-	free(alt.ss_sp);
+	native_catch_end();
 	munmap(host, TEST_SIZE);
 	dreported = 0;
 	print_message("differential: %lu cases, %lu mismatches\n", cases, bad);
