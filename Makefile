@@ -24,4 +24,4 @@ bench: setup build
 	bench/boot.sh
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz build-fuzz-cov

@@ -15,7 +15,7 @@ ninja -C "$asan" >/dev/null || { echo "ASan build failed"; ninja -C "$asan" | ta
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
 # Sanitizers slow the differential emulator tests ~10x.
-meson test -C "$asan" --print-errorlogs --suite unit --suite devices --num-processes 2 --timeout-multiplier 10
+meson test -C "$asan" --print-errorlogs --suite unit --suite devices --suite fuzz-regress --num-processes 2 --timeout-multiplier 10
 
 python3 scripts/summarize-tests.py "$build/meson-logs/testlog.json" "$asan/meson-logs/testlog.json" | tee /tmp/kvmm-test-summary.$$
 last=$(tail -n 1 /tmp/kvmm-test-summary.$$); rm -f /tmp/kvmm-test-summary.$$
