@@ -28,6 +28,7 @@
 #include "core/chardev.h"
 #include "core/event_loop.h"
 #include "core/vm.h"
+#include "debug/gdbstub.h"
 #include "hw/pc.h"
 #include "util/log.h"
 
@@ -42,6 +43,10 @@ struct run_opts {
 	const char *console; /* "stdio", "none" or a file name */
 	const char *accel;   /* "auto", "kvm", "emu" */
 	bool reboot_restart;
+	const char *gdb;     /* --gdb tcp:HOST:PORT, or NULL */
+	bool gdb_wait;
+	unsigned trace;      /* ACCEL_TRACE_* */
+	const char *trace_file;
 };
 
 static void usage(FILE *f)
@@ -63,6 +68,13 @@ static void usage(FILE *f)
 "                       guest, else the software CPU, emu, which is much\n"
 "                       slower; stock Linux kernels cannot run on PVM hosts)\n"
 "  --reboot=exit|restart  what a guest reset does (default exit)\n"
+"  --gdb tcp:HOST:PORT  serve the GDB remote protocol there (one client;\n"
+"                       gdb -ex 'target remote HOST:PORT'); both accelerators\n"
+"  --gdb-wait           with --gdb: start paused until the debugger continues\n"
+"  --trace LIST         comma-separated insn,int,exc: trace executed\n"
+"                       instructions (much slower), external interrupts and\n"
+"                       exceptions to the trace file (software CPU only)\n"
+"  --trace-file FILE    where --trace writes (default kvmm-trace.log)\n"
 "  --verbose, -v        more diagnostics (repeat for debug)\n"
 "  --version            print the version and exit\n"
 "  --help, -h           this text\n"
@@ -76,11 +88,39 @@ static void usage(FILE *f)
 "               exit kvmm cannot handle (a report is printed)\n");
 }
 
+/* --trace insn,int,exc -> ACCEL_TRACE_* bits.  Returns 0, or 1 with a
+ * message printed. */
+static int parse_trace(const char *list, unsigned *mask)
+{
+	char buf[128], *tok, *save = NULL;
+
+	*mask = 0;
+	if (strlen(list) >= sizeof(buf))
+		goto bad;
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "insn"))
+			*mask |= ACCEL_TRACE_INSN;
+		else if (!strcmp(tok, "int"))
+			*mask |= ACCEL_TRACE_INT;
+		else if (!strcmp(tok, "exc"))
+			*mask |= ACCEL_TRACE_EXC;
+		else
+			goto bad;
+	}
+	if (*mask)
+		return 0;
+bad:
+	log_error("--trace %s: must be a comma-separated list of insn, int, exc", list);
+	return 1;
+}
+
 /* Returns 0, or 1 with a message printed. */
 static int parse_opts(int argc, char **argv, struct run_opts *o)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
-	       OPT_CONSOLE, OPT_ACCEL, OPT_REBOOT, OPT_VERSION };
+	       OPT_CONSOLE, OPT_ACCEL, OPT_REBOOT, OPT_VERSION, OPT_GDB,
+	       OPT_GDB_WAIT, OPT_TRACE, OPT_TRACE_FILE };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -91,6 +131,10 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 		{ "console", required_argument, NULL, OPT_CONSOLE },
 		{ "accel", required_argument, NULL, OPT_ACCEL },
 		{ "reboot", required_argument, NULL, OPT_REBOOT },
+		{ "gdb", required_argument, NULL, OPT_GDB },
+		{ "gdb-wait", no_argument, NULL, OPT_GDB_WAIT },
+		{ "trace", required_argument, NULL, OPT_TRACE },
+		{ "trace-file", required_argument, NULL, OPT_TRACE_FILE },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, 'h' },
@@ -147,6 +191,13 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 				return 1;
 			}
 			break;
+		case OPT_GDB: o->gdb = optarg; break;
+		case OPT_GDB_WAIT: o->gdb_wait = true; break;
+		case OPT_TRACE_FILE: o->trace_file = optarg; break;
+		case OPT_TRACE:
+			if (parse_trace(optarg, &o->trace))
+				return 1;
+			break;
 		case 'v':
 			if (log_max_level < LOG_DEBUG)
 				log_max_level++;
@@ -175,6 +226,14 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 		log_error("no --kernel given (see kvmm run --help)");
 		return 1;
 	}
+	if (o->gdb_wait && !o->gdb) {
+		log_error("--gdb-wait needs --gdb tcp:HOST:PORT");
+		return 1;
+	}
+	if (o->trace_file && !o->trace) {
+		log_error("--trace-file needs --trace (insn, int, exc)");
+		return 1;
+	}
 	return 0;
 }
 
@@ -185,6 +244,8 @@ struct run_ctx {
 	struct evloop loop;
 	struct chardev *console;
 	int sigfd;
+	struct gdbstub *gdb;  /* --gdb, or NULL */
+	FILE *trace;          /* --trace's file, or NULL */
 	/* The user asked to quit: no restart after a guest reset that won
 	 * the race against the signal (first stop request wins). */
 	bool quit;
@@ -328,6 +389,15 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	r = pc_board_create(vm, &board);
 	if (!r && accel->board_ready)
 		r = accel->board_ready(accel_state, vm);
+	if (!r && ctx->trace) {
+		/* Said once: the KVM accelerator cannot trace. */
+		if (!accel->debug || !accel->debug->set_trace ||
+		    accel->debug->set_trace(accel_state, o->trace, ctx->trace))
+			log_warn("--trace: not available under KVM (the software CPU, "
+				 "--accel emu, traces instructions, interrupts and exceptions)");
+	}
+	if (!r && ctx->gdb)
+		r = gdbstub_attach(ctx->gdb, vm, accel, accel_state);
 	if (r)
 		goto out_loop;
 	log_info("booting %s (%s) with %d vCPU(s), %llu MiB, accel %s",
@@ -359,7 +429,11 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	default:
 		status = KVMM_EXIT_ERROR;
 	}
+	if (ctx->trace)
+		fflush(ctx->trace);
 out_loop:
+	/* The debugger lets go of the machine before it is destroyed. */
+	gdbstub_detach(ctx->gdb, status);
 	ctx->loop.vm = NULL;
 	evloop_del(&ctx->loop, vm->stop_efd);
 	evloop_del(&ctx->loop, vm->timer_efd);
@@ -412,6 +486,18 @@ int cli_run(int argc, char **argv)
 	ctx.console = open_console(&ctx, o.console);
 	if (!ctx.console)
 		return KVMM_EXIT_ERROR;
+	if (o.trace) {
+		const char *tf = o.trace_file ? o.trace_file : "kvmm-trace.log";
+
+		ctx.trace = fopen(tf, "we");
+		if (!ctx.trace) {
+			log_error("--trace-file %s: %s", tf, strerror(errno));
+			return KVMM_EXIT_ERROR;
+		}
+		setvbuf(ctx.trace, NULL, _IOFBF, 1 << 20);
+	}
+	if (o.gdb && gdbstub_create(o.gdb, o.gdb_wait, &ctx.gdb))
+		return KVMM_EXIT_ERROR;
 	atexit(chardev_restore_terminal);
 
 	while ((status = run_once(&ctx, &o)) == -1 && !ctx.quit)
@@ -419,6 +505,9 @@ int cli_run(int argc, char **argv)
 	if (status == -1)
 		status = KVMM_EXIT_OK; /* reset, then quit */
 
+	gdbstub_destroy(ctx.gdb);
+	if (ctx.trace)
+		fclose(ctx.trace);
 	chardev_close(ctx.console);
 	evloop_destroy(&ctx.loop);
 	close(ctx.sigfd);

@@ -13,6 +13,8 @@
 #define KVMM_CORE_ACCEL_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 struct vm;
 struct x86_boot_regs;
@@ -43,6 +45,81 @@ struct accel_ops {
 	/* Free everything create() made.  Called after stop(), or instead of
 	 * start()/stop() when building the machine failed. */
 	void (*destroy)(void *state);
+	/* Optional: the debugger interface (GDB stub, traces); NULL when the
+	 * accelerator has none. */
+	const struct accel_debug_ops *debug;
+};
+
+/*
+ * Debugging (src/debug/gdbstub.c, --trace).  All-stop model: the debugger
+ * pauses every vCPU, looks at and changes their state, then resumes all
+ * of them (or single-steps one while the others stay paused).  A vCPU
+ * that hits a breakpoint or finishes a step parks itself and reports
+ * through accel_debug_client.stopped(); the debugger then pauses the rest.
+ *
+ * Threads: every op but stopped() is called from the debugger's own
+ * thread.  get/set_regs, translate and the breakpoint calls are only made
+ * while every vCPU is paused (after pause_all() returned 0).
+ * Addresses of breakpoints and translate() are linear (CS base + RIP for
+ * code; the same as virtual addresses with flat segments).
+ */
+
+/* The registers a debugger sees, in GDB's amd64 order. */
+enum { DBG_RAX, DBG_RBX, DBG_RCX, DBG_RDX, DBG_RSI, DBG_RDI, DBG_RBP, DBG_RSP,
+       DBG_R8, DBG_R9, DBG_R10, DBG_R11, DBG_R12, DBG_R13, DBG_R14, DBG_R15 };
+enum { DBG_CS, DBG_SS, DBG_DS, DBG_ES, DBG_FS, DBG_GS };
+
+struct x86_regs_dbg {
+	uint64_t gpr[16];   /* DBG_RAX.. in GDB order */
+	uint64_t rip, rflags;
+	uint16_t seg[6];    /* selectors, DBG_CS.. in GDB order */
+	uint64_t seg_base[6];
+	uint64_t cr0, cr2, cr3, cr4, efer;
+	uint8_t xmm[16][16];
+	uint32_t mxcsr;
+};
+
+enum accel_bp_type {
+	ACCEL_BP_SW = 0,   /* GDB Z0: software breakpoint */
+	ACCEL_BP_HW = 1,   /* GDB Z1: hardware breakpoint */
+};
+
+/* What the debugger is told (any vCPU thread). */
+struct accel_debug_client {
+	/* vCPU `cpu` parked itself after a breakpoint (sig = 5, SIGTRAP)
+	 * or a completed single step. */
+	void (*stopped)(void *opaque, int cpu, int sig);
+	void *opaque;
+};
+
+/* What --trace asks for (bits). */
+#define ACCEL_TRACE_INSN 0x1u  /* every executed instruction */
+#define ACCEL_TRACE_INT  0x2u  /* external interrupts and NMIs delivered */
+#define ACCEL_TRACE_EXC  0x4u  /* exceptions delivered */
+
+struct accel_debug_ops {
+	/* A debugger attached (client != NULL) or detached (NULL: every
+	 * breakpoint is dropped and the vCPUs are resumed). */
+	void (*attach)(void *state, const struct accel_debug_client *client);
+	/* Stop every vCPU outside guest mode and wait until they are.  May be
+	 * called before start() (the vCPUs then park before their first
+	 * instruction).  Returns 0, or -ESHUTDOWN when the VM is stopping. */
+	int (*pause_all)(void *state);
+	/* Resume: every vCPU when step_cpu < 0; else only vCPU step_cpu, for
+	 * one instruction, after which it reports stopped(). */
+	void (*resume)(void *state, int step_cpu);
+	int (*get_regs)(void *state, int cpu, struct x86_regs_dbg *regs);
+	int (*set_regs)(void *state, int cpu, const struct x86_regs_dbg *regs);
+	/* Linear -> guest-physical through vCPU `cpu`'s page tables.
+	 * Returns 0 or -EFAULT. */
+	int (*translate)(void *state, int cpu, uint64_t lin, uint64_t *gpa);
+	/* Returns 0, -ENOSPC (no slot left) or -ENOTSUP. */
+	int (*set_breakpoint)(void *state, enum accel_bp_type type, uint64_t addr);
+	int (*clear_breakpoint)(void *state, enum accel_bp_type type, uint64_t addr);
+	/* Optional: trace ACCEL_TRACE_* events as text lines to `f` (mask 0
+	 * turns it off).  Called before start().  Returns 0 or -ENOTSUP
+	 * for the parts the accelerator cannot trace. */
+	int (*set_trace)(void *state, unsigned mask, FILE *f);
 };
 
 extern const struct accel_ops kvm_accel_ops;

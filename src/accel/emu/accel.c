@@ -41,6 +41,14 @@
  * vm_timers run by the main thread's event loop (run.c); they raise
  * interrupts through the APIC bus, which kicks the vCPU.
  *
+ * DEBUGGING (emu_debug.c, accel_int.h).  The loop loads st->dbg.slow once
+ * per iteration; only while it is set (a debugger attached or pausing,
+ * --trace=insn) does it call emu_debug_park() at the top (stop reports,
+ * parking) and emu_debug_exec() instead of emu_run_blocks() (per-
+ * instruction execution when breakpoints, a step or the instruction trace
+ * need it).  deliver() tells the trace about interrupts and exceptions
+ * when --trace=int/exc is on.
+ *
  * CRASHES.  A triple fault (EMU_SHUTDOWN) or an internal error is reported
  * like KVM's crashes: vCPU, what, RIP, up to 15 instruction bytes, then
  * vm_request_stop(VM_STOP_GUEST_CRASH) (VM_STOP_ERROR for kvmm's own
@@ -54,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accel/emu/accel_int.h"
 #include "accel/emu/blocks.h"
 #include "accel/emu/emu.h"
 #include "accel/emu/lapic.h"
@@ -68,27 +77,6 @@
 /* Instructions between two looks at stops and interrupts (about 10-50 us
  * of guest time at the interpreter's speed). */
 #define EMU_RUN_BUDGET 1000u
-
-struct emu_vcpu {
-	struct emu_state *st;
-	struct emu_cpu cpu;
-	pthread_t thread;
-	bool started;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-	bool kicked; /* under lock */
-};
-
-struct emu_state {
-	struct vm *vm;
-	int nr_vcpus;
-	struct emu_vcpu *vcpus;
-	struct lapic_bus *bus;
-	struct emu_code_map *code;
-	struct ioapic *ioapic; /* the board's, after board_ready() */
-	struct pic *pic;
-	atomic_bool stopping;
-};
 
 /* ---- the APIC bus's callbacks ------------------------------------------- */
 
@@ -222,8 +210,7 @@ static void report_crash(struct emu_vcpu *v, const char *what,
 
 static bool should_stop(struct emu_vcpu *v)
 {
-	return vm_stopping(v->cpu.vm) ||
-	       atomic_load_explicit(&v->st->stopping, memory_order_acquire);
+	return emu_vcpu_should_stop(v);
 }
 
 /* Sleep until kicked (or stopped). */
@@ -242,6 +229,8 @@ static bool deliver(struct emu_vcpu *v, unsigned vector, enum emu_event kind,
 {
 	char what[64];
 
+	if (__builtin_expect(v->st->dbg.trace & (ACCEL_TRACE_INT | ACCEL_TRACE_EXC), 0))
+		emu_debug_trace_event(v, vector, kind, has_error, error);
 	if (emu_deliver(&v->cpu, vector, kind, has_error, error) == 0)
 		return true;
 	snprintf(what, sizeof(what),
@@ -337,6 +326,13 @@ static void *vcpu_thread(void *arg)
 	snprintf(name, sizeof(name), "vcpu%d", c->index);
 	pthread_setname_np(pthread_self(), name);
 	while (!should_stop(v)) {
+		/* A debugger or the instruction trace: the only cost when
+		 * neither is on is this load and branch per run of blocks. */
+		bool dbg = atomic_load_explicit(&v->st->dbg.slow,
+						memory_order_relaxed);
+
+		if (__builtin_expect(dbg, 0) && emu_debug_park(v))
+			continue;
 		if (!handle_events(v))
 			break;
 		if (c->halted || lapic_waiting_for_sipi(c->lapic)) {
@@ -354,7 +350,9 @@ static void *vcpu_thread(void *arg)
 				sleep_until_kicked(v);
 			continue;
 		}
-		if (!handle_result(v, emu_run_blocks(c, EMU_RUN_BUDGET, &ran)))
+		if (!handle_result(v, __builtin_expect(dbg, 0) ?
+					   emu_debug_exec(v) :
+					   emu_run_blocks(c, EMU_RUN_BUDGET, &ran)))
 			break;
 	}
 	return NULL;
@@ -374,6 +372,7 @@ static int emu_create(struct vm *vm, const struct x86_boot_regs *regs,
 		return -ENOMEM;
 	st->vm = vm;
 	st->nr_vcpus = vm->nr_cpus;
+	emu_debug_init(st);
 	st->vcpus = calloc((size_t)st->nr_vcpus, sizeof(*st->vcpus));
 	if (!st->vcpus) {
 		r = -ENOMEM;
@@ -528,6 +527,7 @@ static void emu_destroy(void *state)
 	}
 	lapic_bus_destroy(st->bus);
 	emu_code_map_destroy(st->code);
+	emu_debug_destroy(st);
 	free(st->vcpus);
 	free(st);
 }
@@ -540,4 +540,5 @@ const struct accel_ops emu_accel_ops = {
 	.start = emu_start,
 	.stop = emu_stop,
 	.destroy = emu_destroy,
+	.debug = &emu_debug_ops,
 };

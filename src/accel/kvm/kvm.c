@@ -20,6 +20,7 @@
  * and the instruction bytes.
  */
 #include "accel/kvm/kvm.h"
+#include "accel/kvm/kvm_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,25 +41,6 @@
 
 #define KVM_TSS_ADDR          0xfffbd000ull /* 3 pages below the BIOS ROM */
 #define KVM_IDENTITY_MAP_ADDR 0xfffbc000ull
-#define KVM_KICK_SIGNAL       SIGUSR1
-
-struct kvm_vcpu {
-	struct kvm_state *kvm;
-	int index, fd;
-	struct kvm_run *run;
-	pthread_t thread;
-	bool started;
-};
-
-struct kvm_state {
-	struct vm *vm;
-	int sys_fd, vm_fd;
-	size_t run_size;
-	struct kvm_vcpu *vcpus;
-	int nr_vcpus;
-	struct kvm_msr_list *msr_index;
-	struct kvm_cpuid2 *supported_cpuid;
-};
 
 void kvm_probe(struct kvm_host_info *info)
 {
@@ -258,6 +240,9 @@ static bool handle_exit(struct kvm_vcpu *v)
 		return true;
 	case KVM_EXIT_INTR:
 		return true;
+	case KVM_EXIT_DEBUG: /* a debugger's breakpoint or single step */
+		kvm_debug_exit(v);
+		return true;
 	case KVM_EXIT_HLT:
 		/* Only without an in-kernel LAPIC; with one, HLT never exits. */
 		report_crash(v, "HLT with no interrupt controller", NULL, 0);
@@ -308,6 +293,11 @@ static void *vcpu_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	while (!vm_stopping(vm)) {
+		if (__builtin_expect(atomic_load_explicit(&v->dbg_pause,
+							  memory_order_relaxed), 0)) {
+			kvm_debug_park(v);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -440,6 +430,7 @@ static int kvm_create(struct vm *vm, const struct x86_boot_regs *regs,
 		return -ENOMEM;
 	k->vm = vm;
 	k->vm_fd = -1;
+	kvm_debug_init(k);
 	k->nr_vcpus = vm->nr_cpus;
 	k->sys_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (k->sys_fd < 0) {
@@ -581,6 +572,7 @@ static void kvm_destroy(void *state)
 		close(k->sys_fd);
 	if (k->vm->irq.opaque == k)
 		k->vm->irq.ops = NULL;
+	kvm_debug_destroy(k);
 	free(k);
 }
 
@@ -590,4 +582,5 @@ const struct accel_ops kvm_accel_ops = {
 	.start = kvm_start,
 	.stop = kvm_stop,
 	.destroy = kvm_destroy,
+	.debug = &kvm_debug_ops,
 };
