@@ -34,6 +34,13 @@
  * block expects (a taken branch, a REP string instruction that retired only
  * some iterations, an exception leave the block early).
  *
+ * CHAINING.  Each block remembers the two blocks that last ran after it
+ * (succ[]: a jump target, the fall-through, a return site); the next lookup
+ * still translates CS:RIP through the TLB, then tries those before the hash
+ * table, checking the physical address, the decoding key and the page
+ * generation exactly as a hash hit does.  Links die with the arena: a
+ * lookup whose build flushed the cache does not write into `prev`.
+ *
  * INVALIDATION.  The VM-wide code map has, per RAM page, a "holds code"
  * byte and a 32-bit write generation.  Building a block sets the byte and
  * records the generation; a write to a page whose byte is set (the vCPU's
@@ -69,10 +76,12 @@
 #include <sys/mman.h>
 
 #include "accel/emu/emu.h"
+#include "accel/emu/exec.h"
+#include "accel/emu/mmu.h"
 #include "core/memory.h"
 
 #define PAGE_SIZE 4096ull
-#define ARENA_SIZE (8u << 20) /* per vCPU; about 20000 typical blocks */
+#define ARENA_SIZE (64u << 20) /* per vCPU, reserved; only what is used costs RAM */
 
 /* ---- the VM-wide code map --------------------------------------------- */
 
@@ -320,6 +329,9 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->stack = (uint8_t)stack;
 	b->n = (uint8_t)n;
 	b->hits = 0;
+	b->succ[0] = b->succ[1] = NULL;
+	b->succ_next = 0;
+	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
 	memcpy(b->insn, tmp, n * sizeof(tmp[0]));
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
@@ -327,13 +339,17 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	return b;
 }
 
-/* The valid block at CS:RIP, or NULL when emu_step() must run it. */
-static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc)
+/* The valid block at CS:RIP, or NULL when emu_step() must run it.  `prev`
+ * (may be NULL) is the block that ran just before: its succ[] links are
+ * tried first, and the block found is linked there. */
+static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
+				struct emu_block *prev)
 {
 	const struct emu_segment *cs = &cpu->seg[EMU_SEG_CS];
 	unsigned mode = cpu->mode, stack = stack_size(cpu);
-	struct emu_block **pp;
-	uint64_t lin, gpa;
+	const struct emu_tlb_entry *e;
+	struct emu_block **pp, *b;
+	uint64_t lin, gpa, flushes;
 
 	if (cpu->mode == EMU_MODE_LONG64) {
 		lin = cpu->rip;
@@ -344,24 +360,71 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc)
 			return NULL;
 		lin = (cs->base + cpu->rip) & 0xffffffffull;
 	}
-	if (emu_translate(cpu, lin, EMU_ACC_EXEC, &gpa))
+	e = emu_tlb_lookup(cpu, lin, emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3));
+	if (e)
+		gpa = e->gpa | (lin & 0xfff);
+	else if (emu_translate(cpu, lin, EMU_ACC_EXEC, &gpa))
 		return NULL; /* emu_step() raises the fault */
+	if (prev) {
+		for (int i = 0; i < 2; i++) {
+			b = prev->succ[i];
+			if (b && b->gpa == gpa && b->mode == mode &&
+			    b->stack == stack &&
+			    atomic_load_explicit(&bc->map->gen[b->page],
+						 memory_order_acquire) == b->gen) {
+				b->hits++;
+				bc->stats.hits++;
+				bc->stats.chained++;
+				return b;
+			}
+		}
+	}
 	for (pp = &bc->hash[hash_of(gpa, mode)]; *pp; pp = &(*pp)->next) {
-		struct emu_block *b = *pp;
-
+		b = *pp;
 		if (b->gpa != gpa || b->mode != mode || b->stack != stack)
 			continue;
 		if (atomic_load_explicit(&bc->map->gen[b->page],
 					 memory_order_acquire) == b->gen) {
 			b->hits++;
 			bc->stats.hits++;
-			return b;
+			goto link;
 		}
 		*pp = b->next; /* stale: unlink, decode again */
 		bc->stats.stale++;
 		break;
 	}
-	return build(cpu, bc, gpa, stack);
+	flushes = bc->stats.flushes;
+	b = build(cpu, bc, gpa, stack);
+	if (!b || bc->stats.flushes != flushes)
+		return b; /* a flush dropped `prev` with everything else */
+link:
+	if (prev) {
+		prev->succ[prev->succ_next] = b;
+		prev->succ_next ^= 1;
+	}
+	return b;
+}
+
+/* emu_execute() for a cached instruction whose next RIP (wrapped) the
+ * runner already knows, without the call: the interrupt-shadow case, the
+ * rare results and unknown ops go the full way. */
+static inline int execute(struct emu_cpu *cpu, const struct emu_insn *in,
+			  uint64_t next)
+{
+	emu_handler h = in->op < EMU_OP_COUNT ? emu_handlers[in->op] : NULL;
+	int r;
+
+	if (__builtin_expect(!h || cpu->int_shadow, 0))
+		return emu_execute(cpu, in);
+	r = h(cpu, in, &next);
+	if (__builtin_expect(r != 0, 0)) {
+		if (r != EMU_HALTED)
+			return emu_count_exc(cpu, r);
+		/* HLT retired: RIP is past it while the CPU sleeps. */
+	}
+	cpu->rip = next;
+	cpu->stats.insns++;
+	return r;
 }
 
 /* Run block `b` from its first instruction (CS:RIP).  Returns the first
@@ -392,7 +455,7 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 				(*done)++;
 			return r;
 		}
-		r = emu_execute(cpu, in);
+		r = execute(cpu, in, next);
 		if (r) {
 			if (r == EMU_HALTED)
 				(*done)++;
@@ -407,7 +470,7 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		}
 		rip = next;
 	}
-	if (insn_end(&b->insn[b->n - 1]) == END_SYSTEM)
+	if (b->system_end)
 		*stop = true;
 	return 0;
 }
@@ -415,6 +478,7 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 {
 	struct emu_blocks *bc = cpu->blocks;
+	struct emu_block *prev = NULL;
 	unsigned done = 0;
 	bool stop = false;
 	int r = 0;
@@ -423,7 +487,8 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 		struct emu_block *b = NULL;
 
 		if (bc && !bc->disabled)
-			b = lookup(cpu, bc);
+			b = lookup(cpu, bc, prev);
+		prev = b;
 		if (!b) {
 			if (bc)
 				bc->stats.steps++;

@@ -89,8 +89,15 @@ struct emu_block {
 	uint32_t gen;              /* the page's generation when decoded */
 	uint8_t mode, stack;       /* decoding key: enum emu_mode, stack size */
 	uint8_t n;                 /* instructions */
+	uint8_t succ_next;         /* succ[] slot the next miss replaces */
+	bool system_end;           /* the last instruction is a system one */
 	uint64_t hits;             /* times entered from the cache */
 	struct emu_block *next;    /* hash chain */
+	/* Blocks that ran right after this one (a direct jump's target, the
+	 * fall-through, a return site), tried before the hash table; each
+	 * is still checked against the translated CS:RIP, the decoding key
+	 * and its page's generation, so a stale link only costs a lookup. */
+	struct emu_block *succ[2];
 	struct emu_insn insn[];
 };
 
@@ -101,9 +108,10 @@ struct emu_blocks_stats {
 	uint64_t smc_exits; /* left a block because its page was written */
 	uint64_t flushes;   /* whole cache dropped (arena full) */
 	uint64_t steps;     /* instructions run through emu_step() instead */
+	uint64_t chained;   /* found through the previous block's succ[] */
 };
 
-#define EMU_BLOCKS_HASH 4096u
+#define EMU_BLOCKS_HASH 32768u
 
 struct emu_blocks {
 	struct emu_code_map *map;

@@ -29,7 +29,7 @@
 #include "accel/emu/emu.h"
 #include "accel/emu/exec.h"
 
-static const emu_handler handlers[EMU_OP_COUNT] = {
+const emu_handler emu_handlers[EMU_OP_COUNT] = {
 	[EMU_OP_NOP] = emu_exec_nop,
 	[EMU_OP_MOV] = emu_exec_mov,
 	[EMU_OP_MOVZX] = emu_exec_movzx,
@@ -257,7 +257,7 @@ void emu_cpu_set_long_mode(struct emu_cpu *cpu, uint64_t rip)
 	emu_cpu_update_mode(cpu);
 }
 
-static int count_exc(struct emu_cpu *cpu, int r)
+int emu_count_exc(struct emu_cpu *cpu, int r)
 {
 	if (EMU_IS_EXC(r)) {
 		cpu->stats.exceptions++;
@@ -281,11 +281,11 @@ int emu_step(struct emu_cpu *cpu)
 		(cpu->seg[EMU_SEG_SS].attr & EMU_SEG_ATTR_DB) ? 4 : 2;
 	r = emu_decode(cpu->mode, stack, buf, got, &in);
 	if (r == -ENODATA && fr)
-		return count_exc(cpu, fr);
+		return emu_count_exc(cpu, fr);
 	if (r == -ENODATA || r == -E2BIG)
-		return count_exc(cpu, emu_raise(cpu, EMU_VEC_GP, true, 0));
+		return emu_count_exc(cpu, emu_raise(cpu, EMU_VEC_GP, true, 0));
 	if (r == -EILSEQ)
-		return count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
+		return emu_count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
 	if (r)
 		return r;
 	return emu_execute(cpu, &in);
@@ -293,13 +293,13 @@ int emu_step(struct emu_cpu *cpu)
 
 int emu_execute(struct emu_cpu *cpu, const struct emu_insn *in)
 {
-	emu_handler h = in->op < EMU_OP_COUNT ? handlers[in->op] : NULL;
+	emu_handler h = in->op < EMU_OP_COUNT ? emu_handlers[in->op] : NULL;
 	bool shadow = cpu->int_shadow;
 	uint64_t next;
 	int r;
 
 	if (!h)
-		return count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
+		return emu_count_exc(cpu, emu_raise(cpu, EMU_VEC_UD, false, 0));
 	next = cpu->rip + in->len;
 	if (cpu->mode == EMU_MODE_PROT32)
 		next &= 0xffffffffull;
@@ -316,7 +316,7 @@ int emu_execute(struct emu_cpu *cpu, const struct emu_insn *in)
 		return r;
 	}
 	if (r)
-		return count_exc(cpu, r);
+		return emu_count_exc(cpu, r);
 	cpu->rip = next;
 	cpu->stats.insns++;
 	return 0;

@@ -100,41 +100,97 @@ void emu_flags_update(struct emu_cpu *cpu, uint64_t mask, uint64_t bits);
 /* operand.c */
 /* Effective address (offset in the operand's segment) of a MEM operand,
  * wrapped to the address size; RIP-relative uses `next`. */
-uint64_t emu_ea(const struct emu_cpu *cpu, const struct emu_insn *in,
-		const struct emu_opnd *o, uint64_t next);
-/* Read operand `o` as `size` bytes (zero-extended; IMM values are returned
- * as decoded, masked to size).  Returns 0 or EMU_EXC. */
-int emu_opnd_read(struct emu_cpu *cpu, const struct emu_insn *in,
-		  const struct emu_opnd *o, unsigned size, uint64_t next,
-		  uint64_t *val);
-/* Write operand `o` (GPR or MEM) as `size` bytes.  Returns 0 or EMU_EXC. */
-int emu_opnd_write(struct emu_cpu *cpu, const struct emu_insn *in,
-		   const struct emu_opnd *o, unsigned size, uint64_t next,
-		   uint64_t val);
+/* The effective address of memory operand `o` (`next`: RIP-relative
+ * base), wrapped to the address size. */
+static inline uint64_t emu_ea(const struct emu_cpu *cpu,
+			      const struct emu_insn *in,
+			      const struct emu_opnd *o, uint64_t next)
+{
+	uint64_t a = (uint64_t)o->val;
 
-/* A read-modify-write computation: the new value from the old one, the
- * source and `aux` (carry-in, old CF, the accumulator: whatever the
- * instruction read before the update), recording flags with emu_lazy().  Must be pure apart from the
- * flags, since a locked update may evaluate it more than once. */
+	if (o->base == EMU_REG_RIP)
+		a += next;
+	else if (o->base != EMU_REG_NONE)
+		a += cpu->gpr[o->base & 15];
+	if (o->index != EMU_REG_NONE)
+		a += cpu->gpr[o->index & 15] * o->scale;
+	return a & emu_mask(in->addrsize);
+}
+
+/* Operand access, out of line for memory and the rare kinds (operand.c);
+ * the inline wrappers below handle registers and immediates, the forms
+ * most instructions use, without a call. */
+int emu_opnd_read_slow(struct emu_cpu *cpu, const struct emu_insn *in,
+		       const struct emu_opnd *o, unsigned size, uint64_t next,
+		       uint64_t *val);
+int emu_opnd_write_slow(struct emu_cpu *cpu, const struct emu_insn *in,
+			const struct emu_opnd *o, unsigned size, uint64_t next,
+			uint64_t val);
+
+static inline int emu_opnd_read(struct emu_cpu *cpu, const struct emu_insn *in,
+				const struct emu_opnd *o, unsigned size,
+				uint64_t next, uint64_t *val)
+{
+	if (o->kind == EMU_OPND_GPR) {
+		*val = emu_reg_read(cpu, o->reg, size);
+		return 0;
+	}
+	if (o->kind == EMU_OPND_IMM) {
+		*val = (uint64_t)o->val & emu_mask(size);
+		return 0;
+	}
+	return emu_opnd_read_slow(cpu, in, o, size, next, val);
+}
+
+static inline int emu_opnd_write(struct emu_cpu *cpu, const struct emu_insn *in,
+				 const struct emu_opnd *o, unsigned size,
+				 uint64_t next, uint64_t val)
+{
+	if (o->kind == EMU_OPND_GPR) {
+		emu_reg_write(cpu, o->reg, size, val);
+		return 0;
+	}
+	return emu_opnd_write_slow(cpu, in, o, size, next, val);
+}
+
 typedef uint64_t (*emu_rmw_fn)(struct emu_cpu *cpu, unsigned size,
 			       uint64_t old, uint64_t src, uint64_t aux);
 
-/* dst = fn(dst, src) on a GPR or memory destination, atomically when the
- * instruction has a LOCK prefix and the destination is aligned guest RAM.
- * With `write` false only the flags are produced (CMP, TEST).  *old gets
- * the value before the update (may be NULL).  Returns 0 or EMU_EXC. */
-int emu_rmw(struct emu_cpu *cpu, const struct emu_insn *in,
-	    const struct emu_opnd *dst, unsigned size, uint64_t src,
-	    uint64_t aux, uint64_t next, emu_rmw_fn fn, bool write,
-	    uint64_t *old);
+int emu_rmw_slow(struct emu_cpu *cpu, const struct emu_insn *in,
+		 const struct emu_opnd *dst, unsigned size, uint64_t src,
+		 uint64_t aux, uint64_t next, emu_rmw_fn fn, bool write,
+		 uint64_t *old);
 
-/* Stack-address size in bytes (8 in 64-bit mode, else SS.B ? 4 : 2). */
+static inline int emu_rmw(struct emu_cpu *cpu, const struct emu_insn *in,
+			  const struct emu_opnd *dst, unsigned size,
+			  uint64_t src, uint64_t aux, uint64_t next,
+			  emu_rmw_fn fn, bool write, uint64_t *old)
+{
+	if (dst->kind == EMU_OPND_GPR) {
+		uint64_t prev = emu_reg_read(cpu, dst->reg, size);
+		uint64_t val = fn(cpu, size, prev, src, aux);
+
+		if (write)
+			emu_reg_write(cpu, dst->reg, size, val);
+		if (old)
+			*old = prev;
+		return 0;
+	}
+	return emu_rmw_slow(cpu, in, dst, size, src, aux, next, fn, write,
+			    old);
+}
+
 unsigned emu_stack_size(const struct emu_cpu *cpu);
 /* Push / pop `size` bytes; RSP changes only on success. */
 int emu_push(struct emu_cpu *cpu, unsigned size, uint64_t val);
 int emu_pop(struct emu_cpu *cpu, unsigned size, uint64_t *val);
 
 /* Handlers, one per enum emu_op (emu.c dispatches). */
+/* emu.c: the dispatch table, and the exception accounting of
+ * emu_execute() (for the block runner's inlined copy of it). */
+extern const emu_handler emu_handlers[EMU_OP_COUNT];
+int emu_count_exc(struct emu_cpu *cpu, int r);
+
 #define EMU_HANDLER(name) \
 	int emu_exec_##name(struct emu_cpu *cpu, const struct emu_insn *in, \
 			    uint64_t *next)

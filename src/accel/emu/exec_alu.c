@@ -137,6 +137,25 @@ EMU_HANDLER(alu2)
 	r = emu_opnd_read(cpu, in, &in->opnd[1], size, *next, &src);
 	if (r)
 		return r;
+	if (d->kind == EMU_OPND_GPR) {
+		/* The common register destination, without the indirect
+		 * call through fn. */
+		uint64_t a = emu_reg_read(cpu, d->reg, size), v;
+
+		switch (in->op) {
+		case EMU_OP_ADD: v = f_add(cpu, size, a, src, aux); break;
+		case EMU_OP_ADC: v = f_adc(cpu, size, a, src, aux); break;
+		case EMU_OP_SUB: case EMU_OP_CMP:
+			v = f_sub(cpu, size, a, src, aux); break;
+		case EMU_OP_SBB: v = f_sbb(cpu, size, a, src, aux); break;
+		case EMU_OP_OR:  v = f_or(cpu, size, a, src, aux); break;
+		case EMU_OP_XOR: v = f_xor(cpu, size, a, src, aux); break;
+		default:         v = f_and(cpu, size, a, src, aux); break;
+		}
+		if (write)
+			emu_reg_write(cpu, d->reg, size, v);
+		return 0;
+	}
 	return emu_rmw(cpu, in, d, size, src, aux, *next, fn, write, NULL);
 }
 

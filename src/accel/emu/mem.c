@@ -287,15 +287,49 @@ static int mem_access(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 			  acc, cpu->cpl == 3);
 }
 
+/* The 64-bit fast path of emu_mem_read()/emu_mem_write(): the host
+ * address of seg:offset when the access stays inside one page, is
+ * canonical and hits the TLB with a host pointer, else NULL (the caller
+ * takes the full path, which raises any fault).  A page-contained access
+ * is canonical iff its first byte is (the canonical boundaries are page
+ * boundaries). */
+static inline uint8_t *fast64(struct emu_cpu *cpu, enum emu_seg seg,
+			      uint64_t offset, unsigned size,
+			      enum emu_access acc, uint64_t *gpa)
+{
+	const struct emu_tlb_entry *e;
+	uint64_t lin = offset;
+
+	if (seg == EMU_SEG_FS || seg == EMU_SEG_GS)
+		lin += cpu->seg[seg].base;
+	if ((lin & PAGE_MASK) + size > PAGE_SIZE || !canonical(lin))
+		return NULL;
+	e = emu_tlb_lookup(cpu, lin, emu_tlb_need(acc, cpu->cpl == 3));
+	if (!e || !e->host)
+		return NULL;
+	*gpa = e->gpa | (lin & PAGE_MASK);
+	return e->host + (lin & PAGE_MASK);
+}
+
 int emu_mem_read(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		 unsigned size, uint64_t *val)
 {
 	uint8_t buf[8];
-	uint64_t v = 0;
+	uint64_t v = 0, gpa;
 	int r;
 
 	if (size == 0 || size > 8)
 		return -EINVAL;
+	if (cpu->mode == EMU_MODE_LONG64) {
+		const uint8_t *h = fast64(cpu, seg, offset, size, EMU_ACC_READ,
+					  &gpa);
+
+		if (h) {
+			copy_small((uint8_t *)&v, h, size);
+			*val = v;
+			return 0;
+		}
+	}
 	r = mem_access(cpu, seg, offset, buf, size, EMU_ACC_READ);
 	if (r)
 		return r;
@@ -308,10 +342,20 @@ int emu_mem_write(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		  unsigned size, uint64_t val)
 {
 	uint8_t buf[8];
+	uint64_t gpa;
 
 	if (size == 0 || size > 8)
 		return -EINVAL;
 	memcpy(buf, &val, size);
+	if (cpu->mode == EMU_MODE_LONG64) {
+		uint8_t *h = fast64(cpu, seg, offset, size, EMU_ACC_WRITE, &gpa);
+
+		if (h) {
+			copy_small(h, buf, size);
+			ram_written(cpu, gpa, size);
+			return 0;
+		}
+	}
 	return mem_access(cpu, seg, offset, buf, size, EMU_ACC_WRITE);
 }
 

@@ -23,21 +23,7 @@
  */
 #include "accel/emu/exec.h"
 
-uint64_t emu_ea(const struct emu_cpu *cpu, const struct emu_insn *in,
-		const struct emu_opnd *o, uint64_t next)
-{
-	uint64_t a = (uint64_t)o->val;
-
-	if (o->base == EMU_REG_RIP)
-		a += next;
-	else if (o->base != EMU_REG_NONE)
-		a += cpu->gpr[o->base & 15];
-	if (o->index != EMU_REG_NONE)
-		a += cpu->gpr[o->index & 15] * o->scale;
-	return a & emu_mask(in->addrsize);
-}
-
-int emu_opnd_read(struct emu_cpu *cpu, const struct emu_insn *in,
+int emu_opnd_read_slow(struct emu_cpu *cpu, const struct emu_insn *in,
 		  const struct emu_opnd *o, unsigned size, uint64_t next,
 		  uint64_t *val)
 {
@@ -59,7 +45,7 @@ int emu_opnd_read(struct emu_cpu *cpu, const struct emu_insn *in,
 	}
 }
 
-int emu_opnd_write(struct emu_cpu *cpu, const struct emu_insn *in,
+int emu_opnd_write_slow(struct emu_cpu *cpu, const struct emu_insn *in,
 		   const struct emu_opnd *o, unsigned size, uint64_t next,
 		   uint64_t val)
 {
@@ -88,7 +74,7 @@ int emu_opnd_write(struct emu_cpu *cpu, const struct emu_insn *in,
 		prev = o_;                                                   \
 	} while (0)
 
-int emu_rmw(struct emu_cpu *cpu, const struct emu_insn *in,
+int emu_rmw_slow(struct emu_cpu *cpu, const struct emu_insn *in,
 	    const struct emu_opnd *dst, unsigned size, uint64_t src,
 	    uint64_t aux, uint64_t next, emu_rmw_fn fn, bool write,
 	    uint64_t *old)
