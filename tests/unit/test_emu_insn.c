@@ -40,6 +40,7 @@
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
 #include "accel/emu/emu.h"
+#include "accel/emu/exec.h"
 #include "core/memory.h"
 #include "emu_native.h"
 
@@ -175,6 +176,14 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(cmp_rr16, "cmp ax, bx", 2, IN_DEFAULT, 0, 0, NULL) \
 	X(cmp_rr8, "cmp al, bl", 1, IN_DEFAULT, 0, 0, NULL) \
 	X(cmp_mi64, "cmp qword ptr [rsi], -1", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(adc_mr32, "adc dword ptr [rsi], ebx", 4, IN_DEFAULT, 0, 0, NULL) \
+	X(sub_mi64, "sub qword ptr [rsi], 5", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(sbb_mr64, "sbb qword ptr [rsi], rbx", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(cmp_mr32, "cmp dword ptr [rsi], ebx", 4, IN_DEFAULT, 0, 0, NULL) \
+	X(and_mr32, "and dword ptr [rsi], ebx", 4, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(or_mi64, "or qword ptr [rsi], -16", 8, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(xor_mr64, "xor qword ptr [rsi + 8], rbx", 8, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(test_mr64, "test qword ptr [rsi], rbx", 8, IN_DEFAULT, 0, U_LOGIC, NULL) \
 	X(cmp_al_imm, "cmp al, 0x80", 1, IN_DEFAULT, 0, 0, NULL) \
 	X(and_rr64, "and rax, rbx", 8, IN_DEFAULT, 0, U_LOGIC, NULL) \
 	X(and_rr32, "and eax, ebx", 4, IN_DEFAULT, 0, U_LOGIC, NULL) \
@@ -553,6 +562,76 @@ static int run_emu(struct native_env *e, const struct native_regs *in,
 }
 
 static int failures_reported;
+static unsigned long fast_cases;
+
+/* The specialised handler the block cache would pick for the instruction
+ * at CODE (exec_fast.c), run on the same input: it must leave exactly
+ * what emu_step() left in `eout` (all status flags, defined or not).
+ * Returns false with `why` filled on a difference. */
+static bool check_fast(struct native_env *e, const struct form *f,
+		       const struct native_regs *in, int r_step,
+		       const struct native_regs *eout, char *why, size_t n)
+{
+	uint8_t *g = gm_ptr(&e->gm, TEST_BASE, TEST_SIZE);
+	struct emu_cpu cpu;
+	struct emu_insn insn;
+	emu_handler h;
+	uint64_t next, fl;
+	int r;
+
+	if (emu_decode(EMU_MODE_LONG64, 8, f->start,
+		       (unsigned)(f->end - f->start) < 15 ?
+		       (unsigned)(f->end - f->start) : 15, &insn))
+		return true;
+	h = emu_fast_handler(&insn, EMU_MODE_LONG64);
+	if (!h)
+		return true;
+	fast_cases++;
+	fill_memory(g, f, in, in->gpr[EMU_RAX], in->gpr[EMU_RBX]);
+	emu_cpu_init(&cpu, &e->gm, NULL, NULL);
+	emu_cpu_set_long_mode(&cpu, CODE);
+	cpu.seg[EMU_SEG_CS].sel = 0x33;
+	cpu.seg[EMU_SEG_SS].sel = 0x2b;
+	emu_cpu_update_mode(&cpu);
+	memcpy(cpu.gpr, in->gpr, sizeof(cpu.gpr));
+	emu_flags_set(&cpu, in->rflags);
+	next = cpu.rip + insn.len;
+	r = h(&cpu, &insn, &next);
+	if (r == 0)
+		cpu.rip = next;
+	else
+		r = emu_count_exc(&cpu, r);
+	if (r != r_step) {
+		snprintf(why, n, "fast: returned %#x, step %#x", r, r_step);
+		return false;
+	}
+	if (r)
+		return true;
+	if (cpu.rip != eout->rip) {
+		snprintf(why, n, "fast: rip %#lx vs %#lx",
+			 (unsigned long)cpu.rip, (unsigned long)eout->rip);
+		return false;
+	}
+	for (int i = 0; i < 16; i++)
+		if (cpu.gpr[i] != eout->gpr[i]) {
+			snprintf(why, n, "fast: gpr%d %#lx vs %#lx", i,
+				 (unsigned long)cpu.gpr[i],
+				 (unsigned long)eout->gpr[i]);
+			return false;
+		}
+	if (memcmp(e->host + (DATA - TEST_BASE) - 0x1000,
+		   g + (DATA - TEST_BASE) - 0x1000, 0x2000)) {
+		snprintf(why, n, "fast: data memory differs");
+		return false;
+	}
+	fl = emu_flags_get(&cpu);
+	if (fl != eout->rflags) {
+		snprintf(why, n, "fast: flags %#lx vs %#lx", (unsigned long)fl,
+			 (unsigned long)eout->rflags);
+		return false;
+	}
+	return true;
+}
 
 static bool check_case(struct native_env *e, const struct form *f,
 		       const struct native_regs *in)
@@ -614,6 +693,8 @@ static bool check_case(struct native_env *e, const struct form *f,
 		snprintf(why, sizeof(why), "stack memory differs");
 		ok = false;
 	}
+	if (ok)
+		ok = check_fast(e, f, in, r, &eout, why, sizeof(why));
 	if (!ok && failures_reported++ < 40)
 		print_message("MISMATCH %-34s rax=%#lx rbx=%#lx rcx=%#lx rdx=%#lx fl=%#lx: %s\n",
 			      f->name, (unsigned long)in->gpr[EMU_RAX],
@@ -672,6 +753,8 @@ static void test_differential(void **state)
 	native_catch_end();
 	print_message("differential: %zu forms, %lu cases, %lu mismatches in %u forms\n",
 		      NR_FORMS, cases, bad, forms_bad);
+	print_message("differential: %lu cases also through exec_fast.c\n",
+		      fast_cases);
 	assert_int_equal(bad, 0);
 }
 
@@ -964,6 +1047,61 @@ static void test_lazy_flags_sequence(void **state)
 	assert_int_equal(cpu.stats.insns, 5);
 }
 
+/* exec_fast.c's Jcc and CMOVcc evaluate conditions straight from CMP/SUB
+ * and logic records: every condition must agree with emu_cond(). */
+static void test_fast_conditions(void **state)
+{
+	static const unsigned sizes[] = { 1, 2, 4, 8 };
+	struct emu_cpu cpu;
+	struct emu_insn jcc, cmov;
+	static const uint8_t cmov_bytes[] = { 0x48, 0x0f, 0x40, 0xc3 }; /* cmovo rax, rbx */
+	uint8_t jcc_bytes[6] = { 0x0f, 0x80, 0x10, 0, 0, 0 };  /* jo +16 */
+	unsigned long n = 0;
+
+	(void)state;
+	memset(&cpu, 0, sizeof(cpu));
+	for (unsigned cc = 0; cc < 16; cc++) {
+		uint8_t cb[4];
+
+		jcc_bytes[1] = (uint8_t)(0x80 + cc);
+		memcpy(cb, cmov_bytes, sizeof(cb));
+		cb[2] = (uint8_t)(0x40 + cc);
+		assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, jcc_bytes, 6,
+					    &jcc), 0);
+		assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, cb, 4, &cmov), 0);
+		emu_handler hj = emu_fast_handler(&jcc, EMU_MODE_LONG64);
+		emu_handler hc = emu_fast_handler(&cmov, EMU_MODE_LONG64);
+
+		assert_non_null(hj);
+		assert_non_null(hc);
+		for (size_t si = 0; si < 4; si++)
+			for (size_t i = 0; i < NR_EDGE; i++)
+				for (size_t j = 0; j < NR_EDGE; j++)
+					for (int kind = 0; kind < 2; kind++) {
+			unsigned sz = sizes[si];
+			uint64_t m = sz == 8 ? ~0ull : (1ull << (sz * 8)) - 1;
+			uint64_t a = edge[i] & m, b = edge[j] & m, next = 0x1000;
+			bool want;
+
+			cpu.lf.op = kind ? EMU_LF_LOGIC : EMU_LF_SUB;
+			cpu.lf.size = (uint8_t)sz;
+			cpu.lf.res = kind ? (a & b) : ((a - b) & m);
+			cpu.lf.src1 = kind ? 0 : a;
+			cpu.lf.src2 = kind ? 0 : b;
+			cpu.lf.aux = 0;
+			want = emu_cond(&cpu, cc);
+			assert_int_equal(hj(&cpu, &jcc, &next), 0);
+			assert_int_equal(next != 0x1000, want);
+			cpu.gpr[EMU_RAX] = 1;
+			cpu.gpr[EMU_RBX] = 2;
+			assert_int_equal(hc(&cpu, &cmov, &next), 0);
+			assert_int_equal(cpu.gpr[EMU_RAX], want ? 2 : 1);
+			n++;
+		}
+	}
+	print_message("fast conditions: %lu cases\n", n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -974,6 +1112,7 @@ int main(void)
 		cmocka_unit_test(test_rep_movsb_long),
 		cmocka_unit_test(test_legacy_modes),
 		cmocka_unit_test(test_lazy_flags_sequence),
+		cmocka_unit_test(test_fast_conditions),
 		cmocka_unit_test(test_differential),
 	};
 

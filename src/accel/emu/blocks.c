@@ -4,9 +4,12 @@
  * Decoding (Zydis, then our compact form) costs several times more than
  * executing a typical instruction, and guests spend their time in loops, so
  * each instruction is decoded once per "block" and the block is replayed
- * from the cache: emu_run_blocks() looks up CS:RIP's block and calls
- * emu_execute() (emu.c: the same handler path emu_step() uses) on its
- * instructions one after the other.
+ * from the cache: emu_run_blocks() looks up CS:RIP's block and runs its
+ * instructions one after the other.  In 64-bit mode each one goes through
+ * a handler chosen when the block was built (b->h: a specialised one from
+ * exec_fast.c for the hottest register/immediate/memory forms, else the
+ * generic one emu_step() uses); the legacy modes go through the generic
+ * handlers with the CS-limit and interrupt-shadow checks per instruction.
  *
  * KEY.  A block is keyed by the guest-physical address of its first byte
  * plus what changes decoding: the machine mode (real, 16/32-bit protected,
@@ -56,8 +59,9 @@
  * vCPU without synchronisation is seen "eventually", which is what x86's
  * cross-modifying-code rules allow; SDM Vol. 3A 8.1.3.)
  *
- * SELF-MODIFYING CODE.  After each instruction the running block compares
- * its page's generation with its own: a store into the page (even into an
+ * SELF-MODIFYING CODE.  After each instruction that may write memory
+ * (may_write_mem(), decided when the block is built) the running block
+ * compares its page's generation with its own: a store into the page (even into an
  * instruction later in the same block) ends the block at once, and the
  * next lookup decodes the new bytes (SDM Vol. 3A 8.1.3: stores to the
  * instruction stream take effect for the next instruction).
@@ -213,7 +217,7 @@ void emu_blocks_flush(struct emu_blocks *b)
 static unsigned hash_of(uint64_t gpa, unsigned mode)
 {
 	return (unsigned)(((gpa ^ ((uint64_t)mode << 60)) *
-			   0x9e3779b97f4a7c15ull) >> 52) & (EMU_BLOCKS_HASH - 1);
+			   0x9e3779b97f4a7c15ull) >> 49) & (EMU_BLOCKS_HASH - 1);
 }
 
 static unsigned stack_size(const struct emu_cpu *cpu)
@@ -272,6 +276,41 @@ static enum block_end insn_end(const struct emu_insn *in)
 	return END_NONE;
 }
 
+/* Whether executing `in` may store to memory (conservative: anything not
+ * known to touch registers only, or to only read memory, counts). */
+static bool may_write_mem(const struct emu_insn *in)
+{
+	bool mem = false;
+
+	if (in->op > EMU_OP_SCAS)
+		return true;
+	switch (in->op) {
+	case EMU_OP_PUSH: case EMU_OP_PUSHF: case EMU_OP_CALL:
+	case EMU_OP_MOVS: case EMU_OP_STOS: case EMU_OP_CMPS:
+	case EMU_OP_SCAS: case EMU_OP_LODS: case EMU_OP_UD:
+		return true;
+	default:
+		break;
+	}
+	for (unsigned i = 0; i < in->nr_opnds && i < 3; i++)
+		if (in->opnd[i].kind == EMU_OPND_MEM)
+			mem = true;
+	if (!mem || in->op == EMU_OP_LEA || in->op == EMU_OP_NOP)
+		return false;
+	switch (in->op) {
+	/* Memory only as a source. */
+	case EMU_OP_MOV: case EMU_OP_MOVZX: case EMU_OP_MOVSX:
+	case EMU_OP_MOVSXD: case EMU_OP_CMOV: case EMU_OP_ADD:
+	case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB: case EMU_OP_AND:
+	case EMU_OP_OR: case EMU_OP_XOR: case EMU_OP_IMUL:
+		return in->opnd[0].kind == EMU_OPND_MEM;
+	case EMU_OP_CMP: case EMU_OP_TEST: case EMU_OP_BT:
+		return false;
+	default:
+		return true;
+	}
+}
+
 static bool canonical(uint64_t lin)
 {
 	return (uint64_t)((int64_t)(lin << 16) >> 16) == lin;
@@ -317,7 +356,8 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	}
 	if (n == 0)
 		return NULL;
-	size = (sizeof(*b) + n * sizeof(tmp[0]) + 63) & ~(size_t)63;
+	size = (sizeof(*b) + n * sizeof(tmp[0]) + n * sizeof(emu_handler) +
+		63) & ~(size_t)63;
 	if (bc->used + size > bc->arena_size)
 		emu_blocks_flush(bc);
 	b = (struct emu_block *)(bc->arena + bc->used);
@@ -333,6 +373,18 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->succ_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
 	memcpy(b->insn, tmp, n * sizeof(tmp[0]));
+	b->h = (emu_handler *)(void *)&b->insn[n];
+	b->memw = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct emu_insn *in = &b->insn[i];
+		emu_handler f = emu_fast_handler(in, cpu->mode);
+
+		if (!f)
+			f = in->op < EMU_OP_COUNT ? emu_handlers[in->op] : NULL;
+		b->h[i] = f;
+		if (may_write_mem(in))
+			b->memw |= 1u << i;
+	}
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -427,11 +479,11 @@ static inline int execute(struct emu_cpu *cpu, const struct emu_insn *in,
 	return r;
 }
 
-/* Run block `b` from its first instruction (CS:RIP).  Returns the first
- * non-zero result, or 0; *stop says the run must return to the vCPU loop
- * (a system instruction ended the block). */
-static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
-		     const struct emu_block *b, unsigned *done, bool *stop)
+/* run_block() outside 64-bit mode: every instruction checks the CS limit
+ * and the interrupt shadow, and goes through the generic handlers. */
+static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
+			    const struct emu_block *b, unsigned *done,
+			    bool *stop)
 {
 	const _Atomic uint32_t *gen = &bc->map->gen[b->page];
 	uint64_t mask = cpu->mode == EMU_MODE_LONG64 ? ~0ull :
@@ -473,6 +525,87 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 	if (b->system_end)
 		*stop = true;
 	return 0;
+}
+
+/* Run block `b` from its first instruction (CS:RIP).  Returns the first
+ * non-zero result, or 0; *stop says the run must return to the vCPU loop
+ * (a system instruction ended the block).  In 64-bit mode instructions run
+ * through the block's handler table (b->h) without emu_execute(): the
+ * interrupt shadow (set only by a system instruction, which ends its
+ * block) is handled for the first instruction, cpu->stats.insns is added
+ * once on the way out, and the page generation is compared only after the
+ * instructions that may write memory. */
+static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
+		     const struct emu_block *b, unsigned *done, bool *stop)
+{
+	const _Atomic uint32_t *gen;
+	uint64_t rip = cpu->rip;
+	unsigned i = 0, n = b->n, cnt = 0;
+	uint32_t memw = b->memw;
+	int r = 0;
+
+	if (cpu->mode != EMU_MODE_LONG64)
+		return run_block_legacy(cpu, bc, b, done, stop);
+	gen = &bc->map->gen[b->page];
+	if (__builtin_expect(cpu->int_shadow, 0)) {
+		/* Through emu_execute(), which ends the shadow. */
+		const struct emu_insn *in = &b->insn[0];
+		uint64_t next = rip + in->len;
+
+		r = emu_execute(cpu, in);
+		if (r) {
+			if (r == EMU_HALTED)
+				(*done)++;
+			return r;
+		}
+		(*done)++;
+		if (cpu->rip != next)
+			return 0;
+		if ((memw & 1) &&
+		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
+			bc->stats.smc_exits++;
+			return 0;
+		}
+		rip = next;
+		i = 1;
+	}
+	for (; i < n; i++) {
+		const struct emu_insn *in = &b->insn[i];
+		emu_handler h = b->h[i];
+		uint64_t next = rip + in->len, nx = next;
+
+		if (__builtin_expect(!h, 0)) {
+			r = emu_execute(cpu, in); /* #UD, counted */
+			goto out;
+		}
+		r = h(cpu, in, &nx);
+		if (__builtin_expect(r != 0, 0)) {
+			if (r != EMU_HALTED) {
+				r = emu_count_exc(cpu, r);
+				goto out;
+			}
+			/* HLT retired: RIP is past it while the CPU sleeps. */
+			cpu->rip = nx;
+			cnt++;
+			goto out;
+		}
+		cpu->rip = nx;
+		cnt++;
+		if (nx != next)
+			goto out; /* branched, or a REP instruction paused */
+		if (((memw >> i) & 1) &&
+		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
+			bc->stats.smc_exits++;
+			goto out; /* our page was written: decode again */
+		}
+		rip = next;
+	}
+	if (b->system_end)
+		*stop = true;
+out:
+	cpu->stats.insns += cnt;
+	*done += cnt;
+	return r;
 }
 
 int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)

@@ -24,6 +24,7 @@
 
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
+#include "accel/emu/exec.h"
 
 struct guest_mem;
 
@@ -98,6 +99,13 @@ struct emu_block {
 	 * is still checked against the translated CS:RIP, the decoding key
 	 * and its page's generation, so a stale link only costs a lookup. */
 	struct emu_block *succ[2];
+	/* Per instruction, chosen when the block is built: the handler to
+	 * call (a specialised one from exec_fast.c, or the generic one; NULL
+	 * for an op without one: emu_execute() raises #UD), stored after
+	 * insn[]; and a bit set in `memw` when it may write memory (the
+	 * runner checks the page generation only after those). */
+	emu_handler *h;
+	uint32_t memw;
 	struct emu_insn insn[];
 };
 

@@ -61,7 +61,7 @@ EMU_HANDLER(jcc)
 
 EMU_HANDLER(call)
 {
-	uint64_t t;
+	uint64_t t = 0; /* set by target() on success */
 	int r = target(cpu, in, *next, &t);
 
 	if (r)

@@ -277,7 +277,7 @@ static int lin_access(struct emu_cpu *cpu, uint64_t lin, bool wrap32,
 static int mem_access(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		      uint8_t *buf, unsigned size, enum emu_access acc)
 {
-	uint64_t lin;
+	uint64_t lin = 0; /* set by seg_linear() on success; -O3 cannot tell */
 	int r;
 
 	r = seg_linear(cpu, seg, offset, size, acc, &lin);
@@ -389,7 +389,7 @@ int emu_mem_fetch(struct emu_cpu *cpu, uint64_t offset, void *buf,
 int emu_mem_host_ptr(struct emu_cpu *cpu, enum emu_seg seg, uint64_t offset,
 		     unsigned size, void **host)
 {
-	uint64_t lin, gpa;
+	uint64_t lin = 0, gpa; /* lin: set by seg_linear() on success */
 	int r;
 
 	*host = NULL;
