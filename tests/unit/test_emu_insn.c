@@ -238,6 +238,9 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(mov_rm64, "mov rax, [rsi + 8]", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mr32, "mov [rdi + 4], eax", 4, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mi16, "mov word ptr [rsi + 2], 0x1234", 2, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_mi64, "mov qword ptr [rsi + 8], -3", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_mi64p, "mov qword ptr [rdi], 0x7eadbeef", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_mi32, "mov dword ptr [rdi + 4], 0x89abcdef", 4, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_sib, "mov rax, [rsi + r8*1 + 0]", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_riprel, "mov rax, [rip + 0x2ff9]", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(movzx_8, "movzx eax, bl", 4, IN_DEFAULT, 0, 0, NULL) \
@@ -321,6 +324,14 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(ror_cl8, "ror al, cl", 1, IN_DEFAULT, 0, 0, u_rot) \
 	X(ror_1, "ror eax, 1", 4, IN_DEFAULT, 0, 0, NULL) \
 	X(ror_m, "ror word ptr [rsi], cl", 2, IN_DEFAULT, 0, 0, u_rot) \
+	X(rol_imm64, "rol rax, 13", 8, IN_DEFAULT, 0, EMU_FL_OF, NULL) \
+	X(rol_imm32, "rol ebx, 7", 4, IN_DEFAULT, 0, EMU_FL_OF, NULL) \
+	X(rol_imm1, "rol ebx, 1", 4, IN_DEFAULT, 0, 0, NULL) \
+	X(rol_imm0, "rol ebx, 32", 4, IN_DEFAULT, 0, 0, NULL) \
+	X(ror_imm64, "ror rdx, 41", 8, IN_DEFAULT, 0, EMU_FL_OF, NULL) \
+	X(ror_imm32, "ror eax, 22", 4, IN_DEFAULT, 0, EMU_FL_OF, NULL) \
+	X(ror_imm1, "ror rax, 1", 8, IN_DEFAULT, 0, 0, NULL) \
+	X(ror_imm0, "ror eax, 0", 4, IN_DEFAULT, 0, 0, NULL) \
 	X(rcl_cl64, "rcl rax, cl", 8, IN_DEFAULT, 0, 0, u_rot) \
 	X(rcl_cl32, "rcl eax, cl", 4, IN_DEFAULT, 0, 0, u_rot) \
 	X(rcl_cl16, "rcl ax, cl", 2, IN_DEFAULT, 0, 0, u_rot) \
@@ -1102,6 +1113,84 @@ static void test_fast_conditions(void **state)
 	print_message("fast conditions: %lu cases\n", n);
 }
 
+/* ROL/ROR keep the record before them (EMU_LF_ROT + lf_prev): after one or
+ * two rotates following a SUB record, a logic record or eager flags,
+ * PF/AF/ZF/SF must be those before the rotates, CF/OF the rotate's, and
+ * emu_cond()/emu_flag_cf() must agree with them. */
+static bool cond_of(uint64_t f, unsigned cc)
+{
+	bool r;
+
+	switch (cc >> 1) {
+	case 0: r = f & EMU_FL_OF; break;
+	case 1: r = f & EMU_FL_CF; break;
+	case 2: r = f & EMU_FL_ZF; break;
+	case 3: r = f & (EMU_FL_CF | EMU_FL_ZF); break;
+	case 4: r = f & EMU_FL_SF; break;
+	case 5: r = f & EMU_FL_PF; break;
+	case 6: r = !(f & EMU_FL_SF) != !(f & EMU_FL_OF); break;
+	default:
+		r = (f & EMU_FL_ZF) || (!(f & EMU_FL_SF) != !(f & EMU_FL_OF));
+		break;
+	}
+	return r ^ (cc & 1);
+}
+
+static void test_rotate_lazy(void **state)
+{
+	static const uint8_t ror_b[] = { 0xc1, 0xc8, 0x07 };       /* ror eax, 7 */
+	static const uint8_t rol_b[] = { 0x48, 0xc1, 0xc0, 0x01 }; /* rol rax, 1 */
+	struct emu_insn ror, rol;
+	emu_handler hr, hl;
+	struct emu_cpu cpu;
+	unsigned long n = 0;
+
+	(void)state;
+	assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, ror_b, 3, &ror), 0);
+	assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, rol_b, 4, &rol), 0);
+	hr = emu_fast_handler(&ror, EMU_MODE_LONG64);
+	hl = emu_fast_handler(&rol, EMU_MODE_LONG64);
+	assert_non_null(hr);
+	assert_non_null(hl);
+	memset(&cpu, 0, sizeof(cpu));
+	for (size_t i = 0; i < NR_EDGE; i++)
+		for (size_t j = 0; j < NR_EDGE; j++)
+			for (int kind = 0; kind < 3; kind++)
+				for (int twice = 0; twice < 2; twice++) {
+		uint64_t a = edge[i], b = edge[j], next = 0, before, want, v;
+		uint64_t st = EMU_FL_PF | EMU_FL_AF | EMU_FL_ZF | EMU_FL_SF;
+
+		if (kind == 2) {
+			emu_flags_set(&cpu, (a ^ b) & EMU_FL_STATUS);
+		} else {
+			cpu.lf.op = kind ? EMU_LF_LOGIC : EMU_LF_SUB;
+			cpu.lf.size = 8;
+			cpu.lf.res = kind ? (a & b) : a - b;
+			cpu.lf.src1 = kind ? 0 : a;
+			cpu.lf.src2 = kind ? 0 : b;
+			cpu.lf.aux = 0;
+		}
+		before = emu_flags_get(&cpu);
+		cpu.gpr[EMU_RAX] = a;
+		assert_int_equal(hr(&cpu, &ror, &next), 0);
+		v = cpu.gpr[EMU_RAX];
+		want = (before & st) | ((v >> 31) & 1 ? EMU_FL_CF : 0) |
+		       (((v >> 31) ^ (v >> 30)) & 1 ? EMU_FL_OF : 0);
+		if (twice) {
+			assert_int_equal(hl(&cpu, &rol, &next), 0);
+			v = cpu.gpr[EMU_RAX];
+			want = (before & st) | (v & 1 ? EMU_FL_CF : 0) |
+			       (((v >> 63) ^ v) & 1 ? EMU_FL_OF : 0);
+		}
+		assert_int_equal(emu_flags_get(&cpu) & EMU_FL_STATUS, want);
+		assert_int_equal(emu_flag_cf(&cpu), !!(want & EMU_FL_CF));
+		for (unsigned cc = 0; cc < 16; cc++)
+			assert_int_equal(emu_cond(&cpu, cc), cond_of(want, cc));
+		n++;
+	}
+	print_message("rotate lazy flags: %lu cases\n", n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1113,6 +1202,7 @@ int main(void)
 		cmocka_unit_test(test_legacy_modes),
 		cmocka_unit_test(test_lazy_flags_sequence),
 		cmocka_unit_test(test_fast_conditions),
+		cmocka_unit_test(test_rotate_lazy),
 		cmocka_unit_test(test_differential),
 	};
 

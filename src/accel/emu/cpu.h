@@ -148,6 +148,9 @@ enum emu_lf_op {
 	EMU_LF_SHR,      /* res = src1 >> src2 */
 	EMU_LF_SAR,      /* res = (signed)src1 >> src2 */
 	EMU_LF_MUL,      /* CF = OF = aux; SF, ZF, PF from res */
+	EMU_LF_ROT,      /* ROL/ROR: CF = aux bit 0, OF = aux bit 1; PF, AF,
+			  * ZF, SF those of lf_prev (the record before the
+			  * first of a run of rotates) */
 };
 
 struct emu_lazy_flags {
@@ -193,6 +196,7 @@ struct emu_cpu {
 	uint64_t rip;
 	uint64_t rflags;      /* see the lazy-flags note at the top */
 	struct emu_lazy_flags lf;
+	struct emu_lazy_flags lf_prev; /* meaningful while lf.op is ROT */
 
 	/* System state. */
 	struct emu_segment seg[EMU_NR_SEGS];

@@ -93,6 +93,17 @@ static inline void emu_lazy(struct emu_cpu *cpu, enum emu_lf_op op,
 bool emu_flag_cf(const struct emu_cpu *cpu);
 /* Condition `cc` (SDM Vol. 1 B.1: 0 = O ... 15 = NLE/G) is true. */
 bool emu_cond(const struct emu_cpu *cpu, unsigned cc);
+/* A rotate's flags: CF and OF as given, the other four unchanged; the
+ * record they come from is kept in lf_prev instead of being evaluated. */
+static inline void emu_lazy_rot(struct emu_cpu *cpu, bool cf, bool of)
+{
+	if (cpu->lf.op != EMU_LF_ROT) {
+		cpu->lf_prev = cpu->lf;
+		cpu->lf.op = EMU_LF_ROT;
+	}
+	cpu->lf.aux = (uint64_t)cf | ((uint64_t)of << 1);
+}
+
 /* Set the status flags in `mask` to `bits` and the rest to their current
  * values, ending the lazy state (for instructions defining only some). */
 void emu_flags_update(struct emu_cpu *cpu, uint64_t mask, uint64_t bits);

@@ -70,9 +70,9 @@ static inline uint8_t *fhost_lin(struct emu_cpu *cpu, uint64_t lin,
 }
 
 /* emu_opnd_read_slow() of memory operand `o`, the TLB hit inline. */
-static inline int fload(struct emu_cpu *cpu, const struct emu_insn *in,
-			const struct emu_opnd *o, unsigned size,
-			uint64_t next, uint64_t *val)
+static inline __attribute__((always_inline)) int
+fload(struct emu_cpu *cpu, const struct emu_insn *in,
+      const struct emu_opnd *o, unsigned size, uint64_t next, uint64_t *val)
 {
 	uint64_t gpa;
 	const uint8_t *h = fhost(cpu, in, o, size, next, EMU_ACC_READ, &gpa);
@@ -93,9 +93,9 @@ static inline int fload(struct emu_cpu *cpu, const struct emu_insn *in,
 }
 
 /* emu_opnd_write_slow() of memory operand `o` (4 or 8 bytes). */
-static inline int fstore(struct emu_cpu *cpu, const struct emu_insn *in,
-			 const struct emu_opnd *o, unsigned size,
-			 uint64_t next, uint64_t val)
+static inline __attribute__((always_inline)) int
+fstore(struct emu_cpu *cpu, const struct emu_insn *in,
+       const struct emu_opnd *o, unsigned size, uint64_t next, uint64_t val)
 {
 	uint64_t gpa;
 	uint8_t *h = fhost(cpu, in, o, size, next, EMU_ACC_WRITE, &gpa);
@@ -417,6 +417,11 @@ SIZED(f_mov_mr, {
 				   cpu->gpr[in->opnd[1].reg] & M);
 })
 
+SIZED(f_mov_mi, {
+	return fstore(cpu, in, &in->opnd[0], S, *next,
+		      (uint64_t)in->opnd[1].val & M);
+})
+
 SIZED(f_lea, {
 	wr(cpu, in->opnd[0].reg, M, emu_ea(cpu, in, &in->opnd[1], *next));
 	return 0;
@@ -581,6 +586,39 @@ SIZED(f_sar_ri, {
 	return 0;
 })
 
+/* ---- ROL / ROR r, imm (CF and OF recorded, see emu_lazy_rot()) -------- */
+
+SIZED(f_rol_ri, {
+	unsigned d = in->opnd[0].reg, bits = S * 8;
+	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
+	uint64_t v = cpu->gpr[d] & M, r;
+
+	if (!(in->opnd[1].val & (S == 8 ? 63 : 31))) {
+		wr(cpu, d, M, v);
+		return 0;
+	}
+	r = c ? ((v << c) | (v >> (bits - c))) & M : v;
+	emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
+	wr(cpu, d, M, r);
+	return 0;
+})
+
+SIZED(f_ror_ri, {
+	unsigned d = in->opnd[0].reg, bits = S * 8;
+	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
+	uint64_t v = cpu->gpr[d] & M, r;
+
+	if (!(in->opnd[1].val & (S == 8 ? 63 : 31))) {
+		wr(cpu, d, M, v);
+		return 0;
+	}
+	r = c ? ((v >> c) | (v << (bits - c))) & M : v;
+	emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
+		     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
+	wr(cpu, d, M, r);
+	return 0;
+})
+
 /* ---- INC / DEC r -------------------------------------------------------- */
 
 SIZED(f_inc_r, {
@@ -654,6 +692,47 @@ static int f_pop_r8(struct emu_cpu *cpu, const struct emu_insn *in,
 	return 0;
 }
 
+/* ---- CALL rel / RET (no immediate) in 64-bit mode ------------------------ */
+
+static int f_call_rel64(struct emu_cpu *cpu, const struct emu_insn *in,
+			uint64_t *next)
+{
+	uint64_t t = *next + (uint64_t)in->opnd[0].val, sp, gpa;
+	uint8_t *h;
+
+	if (cpu->mode != EMU_MODE_LONG64 ||
+	    (uint64_t)((int64_t)(t << 16) >> 16) != t)
+		return emu_exec_call(cpu, in, next);
+	sp = cpu->gpr[EMU_RSP] - 8;
+	h = fhost_lin(cpu, sp, 8, EMU_ACC_WRITE, &gpa);
+	if (!h)
+		return emu_exec_call(cpu, in, next);
+	memcpy(h, next, 8);
+	emu_code_note_write(cpu, gpa, 8);
+	cpu->gpr[EMU_RSP] = sp;
+	*next = t;
+	return 0;
+}
+
+static int f_ret64(struct emu_cpu *cpu, const struct emu_insn *in,
+		   uint64_t *next)
+{
+	uint64_t t, sp = cpu->gpr[EMU_RSP], gpa;
+	const uint8_t *h;
+
+	if (cpu->mode != EMU_MODE_LONG64)
+		return emu_exec_ret(cpu, in, next);
+	h = fhost_lin(cpu, sp, 8, EMU_ACC_READ, &gpa);
+	if (!h)
+		return emu_exec_ret(cpu, in, next);
+	memcpy(&t, h, 8);
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
+		return emu_exec_ret(cpu, in, next); /* raises #GP */
+	cpu->gpr[EMU_RSP] = sp + 8;
+	*next = t;
+	return 0;
+}
+
 /* ---- selection ------------------------------------------------------------ */
 
 static bool gpr(const struct emu_opnd *o, unsigned size)
@@ -672,6 +751,12 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 	    mode == EMU_MODE_LONG64 && in->nr_opnds == 1 && in->opsize == 8 &&
 	    gpr(d, 8))
 		return in->op == EMU_OP_PUSH ? f_push_r8 : f_pop_r8;
+	if (in->op == EMU_OP_CALL && mode == EMU_MODE_LONG64 &&
+	    in->opsize == 8 && in->nr_opnds >= 1 && d->kind == EMU_OPND_REL)
+		return f_call_rel64;
+	if (in->op == EMU_OP_RET && mode == EMU_MODE_LONG64 &&
+	    in->opsize == 8 && in->nr_opnds == 0)
+		return f_ret64;
 	if (in->op == EMU_OP_JCC)
 		return mode == EMU_MODE_LONG64 && in->nr_opnds >= 1 &&
 		       d->kind == EMU_OPND_REL && in->opsize == 8 ?
@@ -698,6 +783,8 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 			return z ? f_mov_rm8 : f_mov_rm4;
 		if (d->kind == EMU_OPND_MEM && gpr(s, size))
 			return z ? f_mov_mr8 : f_mov_mr4;
+		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
+			return z ? f_mov_mi8 : f_mov_mi4;
 		return NULL;
 	}
 	if (d->kind == EMU_OPND_MEM && in->nr_opnds == 2 &&
@@ -740,6 +827,11 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 		if (in->nr_opnds == 3 && in->opnd[2].kind != EMU_OPND_IMM)
 			return NULL;
 		return z ? f_imul_rr8 : f_imul_rr4;
+	case EMU_OP_ROL: case EMU_OP_ROR:
+		if (in->nr_opnds != 2 || s->kind != EMU_OPND_IMM)
+			return NULL;
+		return in->op == EMU_OP_ROL ? (z ? f_rol_ri8 : f_rol_ri4) :
+					      (z ? f_ror_ri8 : f_ror_ri4);
 	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
 		if (in->nr_opnds != 2 || s->kind != EMU_OPND_IMM)
 			return NULL;

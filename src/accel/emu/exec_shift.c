@@ -7,7 +7,8 @@
  * which zero-extends it, as hardware does.  Shifts record lazy flags (CF
  * is recomputed from the source and count on demand, see flags.c); OF is
  * defined only for 1-bit shifts and AF never, and the tests mask them.
- * Rotates change only CF and OF, so they update those two eagerly.  RCL
+ * Rotates change only CF and OF: ROL/ROR record them (EMU_LF_ROT) and keep
+ * the record before them for the other four; RCL/RCR update them eagerly.  RCL
  * and RCR rotate through CF, modulo 9 / 17 for 8- and 16-bit operands; the
  * loop is at most 64 iterations and rare in practice.
  */
@@ -90,8 +91,7 @@ static uint64_t f_rol(struct emu_cpu *cpu, unsigned size, uint64_t v,
 	r = n ? ((v << n) | (v >> (bits - n))) & emu_mask(size) : v;
 	cf = r & 1;
 	of = emu_msb(r, size) ^ cf;
-	emu_flags_update(cpu, EMU_FL_CF | EMU_FL_OF,
-			 (cf ? EMU_FL_CF : 0) | (of ? EMU_FL_OF : 0));
+	emu_lazy_rot(cpu, cf, of);
 	return r;
 }
 
@@ -107,8 +107,7 @@ static uint64_t f_ror(struct emu_cpu *cpu, unsigned size, uint64_t v,
 	r = n ? ((v >> n) | (v << (bits - n))) & emu_mask(size) : v;
 	cf = emu_msb(r, size);
 	of = cf ^ ((r >> (bits - 2)) & 1);
-	emu_flags_update(cpu, EMU_FL_CF | EMU_FL_OF,
-			 (cf ? EMU_FL_CF : 0) | (of ? EMU_FL_OF : 0));
+	emu_lazy_rot(cpu, cf, of);
 	return r;
 }
 
