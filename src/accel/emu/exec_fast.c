@@ -655,61 +655,74 @@ static int f_jcc64(struct emu_cpu *cpu, const struct emu_insn *in,
 	return 0;
 }
 
-/* ---- PUSH r64 / POP r64 in 64-bit mode ---------------------------------- */
+/* ---- PUSH r64 / POP r64, CALL rel / RET in 64-bit mode ------------------ */
+
+/* Push / pop 8 bytes through the TLB's host pointer.  False when the fast
+ * path does not apply (not 64-bit mode, TLB miss, MMIO): the caller then
+ * runs the generic handler, which raises any fault. */
+static bool fpush64(struct emu_cpu *cpu, uint64_t v)
+{
+	uint64_t sp = cpu->gpr[EMU_RSP] - 8, gpa;
+	uint8_t *h;
+
+	if (cpu->mode != EMU_MODE_LONG64)
+		return false;
+	h = fhost_lin(cpu, sp, 8, EMU_ACC_WRITE, &gpa);
+	if (!h)
+		return false;
+	memcpy(h, &v, 8);
+	emu_code_note_write(cpu, gpa, 8);
+	cpu->gpr[EMU_RSP] = sp;
+	return true;
+}
+
+/* Read the 8 bytes at RSP; the caller moves RSP (POP RSP and RET differ). */
+static bool fpeek64(struct emu_cpu *cpu, uint64_t *v)
+{
+	uint64_t gpa;
+	const uint8_t *h;
+
+	if (cpu->mode != EMU_MODE_LONG64)
+		return false;
+	h = fhost_lin(cpu, cpu->gpr[EMU_RSP], 8, EMU_ACC_READ, &gpa);
+	if (!h)
+		return false;
+	memcpy(v, h, 8);
+	return true;
+}
+
+static bool canonical48(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
 
 static int f_push_r8(struct emu_cpu *cpu, const struct emu_insn *in,
 		     uint64_t *next)
 {
-	uint64_t v = cpu->gpr[in->opnd[0].reg], sp, gpa;
-	uint8_t *h;
-
-	if (cpu->mode != EMU_MODE_LONG64)
+	if (!fpush64(cpu, cpu->gpr[in->opnd[0].reg]))
 		return emu_exec_push(cpu, in, next);
-	sp = cpu->gpr[EMU_RSP] - 8;
-	h = fhost_lin(cpu, sp, 8, EMU_ACC_WRITE, &gpa);
-	if (!h)
-		return emu_exec_push(cpu, in, next);
-	memcpy(h, &v, 8);
-	emu_code_note_write(cpu, gpa, 8);
-	cpu->gpr[EMU_RSP] = sp;
 	return 0;
 }
 
 static int f_pop_r8(struct emu_cpu *cpu, const struct emu_insn *in,
 		    uint64_t *next)
 {
-	uint64_t v, sp = cpu->gpr[EMU_RSP], gpa;
-	const uint8_t *h;
+	uint64_t v;
 
-	if (cpu->mode != EMU_MODE_LONG64)
+	if (!fpeek64(cpu, &v))
 		return emu_exec_pop(cpu, in, next);
-	h = fhost_lin(cpu, sp, 8, EMU_ACC_READ, &gpa);
-	if (!h)
-		return emu_exec_pop(cpu, in, next);
-	memcpy(&v, h, 8);
-	cpu->gpr[EMU_RSP] = sp + 8;
+	cpu->gpr[EMU_RSP] += 8;
 	cpu->gpr[in->opnd[0].reg] = v; /* after RSP: POP RSP loads the value */
 	return 0;
 }
 
-/* ---- CALL rel / RET (no immediate) in 64-bit mode ------------------------ */
-
 static int f_call_rel64(struct emu_cpu *cpu, const struct emu_insn *in,
 			uint64_t *next)
 {
-	uint64_t t = *next + (uint64_t)in->opnd[0].val, sp, gpa;
-	uint8_t *h;
+	uint64_t t = *next + (uint64_t)in->opnd[0].val;
 
-	if (cpu->mode != EMU_MODE_LONG64 ||
-	    (uint64_t)((int64_t)(t << 16) >> 16) != t)
-		return emu_exec_call(cpu, in, next);
-	sp = cpu->gpr[EMU_RSP] - 8;
-	h = fhost_lin(cpu, sp, 8, EMU_ACC_WRITE, &gpa);
-	if (!h)
-		return emu_exec_call(cpu, in, next);
-	memcpy(h, next, 8);
-	emu_code_note_write(cpu, gpa, 8);
-	cpu->gpr[EMU_RSP] = sp;
+	if (!canonical48(t) || !fpush64(cpu, *next))
+		return emu_exec_call(cpu, in, next); /* raises #GP / #PF */
 	*next = t;
 	return 0;
 }
@@ -717,18 +730,11 @@ static int f_call_rel64(struct emu_cpu *cpu, const struct emu_insn *in,
 static int f_ret64(struct emu_cpu *cpu, const struct emu_insn *in,
 		   uint64_t *next)
 {
-	uint64_t t, sp = cpu->gpr[EMU_RSP], gpa;
-	const uint8_t *h;
+	uint64_t t;
 
-	if (cpu->mode != EMU_MODE_LONG64)
-		return emu_exec_ret(cpu, in, next);
-	h = fhost_lin(cpu, sp, 8, EMU_ACC_READ, &gpa);
-	if (!h)
-		return emu_exec_ret(cpu, in, next);
-	memcpy(&t, h, 8);
-	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
-		return emu_exec_ret(cpu, in, next); /* raises #GP */
-	cpu->gpr[EMU_RSP] = sp + 8;
+	if (!fpeek64(cpu, &t) || !canonical48(t))
+		return emu_exec_ret(cpu, in, next); /* raises #GP / #PF */
+	cpu->gpr[EMU_RSP] += 8;
 	*next = t;
 	return 0;
 }
