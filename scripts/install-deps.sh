@@ -12,6 +12,8 @@ pkgs=(
 	python3 time                       # test-result summary; GNU time measures peak RSS in bench/
 	acpica-tools                       # iasl: checks our ACPI tables disassemble cleanly
 	libzydis-dev                       # x86 decoder of the software CPU (--accel emu)
+	liburing-dev                       # asynchronous block I/O (io_uring)
+	fio                                # bench/blk.sh: the host-side reference
 )
 
 missing=()

@@ -119,7 +119,7 @@ int evloop_run_once(struct evloop *loop, int timeout_ms)
 	}
 	if (loop->vm)
 		vm_timers_run(loop->vm);
-	return 0;
+	return n;
 }
 
 void evloop_destroy(struct evloop *loop)

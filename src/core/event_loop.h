@@ -16,7 +16,7 @@ struct vm;
 
 typedef void (*evloop_fn)(void *opaque, uint32_t events);
 
-#define EVLOOP_MAX_HANDLERS 32
+#define EVLOOP_MAX_HANDLERS 256 /* a kick eventfd per virtqueue adds up */
 
 struct evloop {
 	int epfd;
@@ -45,8 +45,8 @@ int evloop_mod(struct evloop *loop, int fd, uint32_t events);
 void evloop_del(struct evloop *loop, int fd);
 
 /* Wait up to timeout_ms (-1: forever; shortened to the next timer deadline)
- * and dispatch handlers and expired timers once.  Returns 0 or -errno
- * (-EINTR is returned as 0). */
+ * and dispatch handlers and expired timers once.  Returns the number of fd
+ * events dispatched (0 on timeout or EINTR), or -errno. */
 int evloop_run_once(struct evloop *loop, int timeout_ms);
 
 /* Close the epoll fd. */

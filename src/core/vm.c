@@ -64,6 +64,15 @@ int vm_add_device(struct vm *vm, const struct vm_device_ops *ops,
 	return 0;
 }
 
+int vm_ioeventfd(struct vm *vm, bool pio, uint64_t addr, unsigned len, int fd,
+		 bool assign)
+{
+	if (!vm->ioeventfd)
+		return -ENOTSUP;
+	return vm->ioeventfd->assign(vm->ioeventfd_opaque, pio, addr, len, fd,
+				     assign);
+}
+
 void vm_reset_devices(struct vm *vm)
 {
 	for (int i = 0; i < vm->nr_devices; i++)

@@ -53,12 +53,22 @@ struct vm_device {
 
 #define VM_MAX_DEVICES 64
 
+/* Kernel-side doorbells (KVM_IOEVENTFD), offered by accelerators that have
+ * them.  A guest write of any value and size to [addr, addr + len) then
+ * signals eventfd `fd` without leaving the kernel. */
+struct vm_ioeventfd_ops {
+	int (*assign)(void *opaque, bool pio, uint64_t addr, unsigned len,
+		      int fd, bool assign);
+};
+
 struct vm {
 	struct guest_mem mem;
 	struct bus pio;  /* port I/O, 16-bit addresses */
 	struct bus mmio; /* memory-mapped I/O, guest-physical addresses */
 	struct irq_chip irq;
 	int nr_cpus;
+	const struct vm_ioeventfd_ops *ioeventfd; /* NULL: none */
+	void *ioeventfd_opaque;
 
 	struct vm_device devices[VM_MAX_DEVICES];
 	int nr_devices;
@@ -87,6 +97,13 @@ void vm_destroy(struct vm *vm);
  * vm_destroy(), which calls ops->destroy.  Returns 0 or -ENOSPC. */
 int vm_add_device(struct vm *vm, const struct vm_device_ops *ops,
 		  void *opaque);
+
+/* Ask the accelerator to signal eventfd `fd` itself on guest writes to
+ * [addr, addr + len) of the port (pio) or MMIO space, or stop doing so
+ * (assign false).  Returns 0, -ENOTSUP when the accelerator cannot (the
+ * device's bus write handler must then signal fd), or -errno. */
+int vm_ioeventfd(struct vm *vm, bool pio, uint64_t addr, unsigned len, int fd,
+		 bool assign);
 
 /* Reset every device to power-on state. */
 void vm_reset_devices(struct vm *vm);

@@ -39,12 +39,18 @@ struct harness *harness_new(uint64_t ram_size)
 	h->vm.fake_clock_ns = 1000000000ull;
 	h->vm.irq.ops = &harness_irq_ops;
 	h->vm.irq.opaque = h;
+	if (evloop_init(&h->loop, NULL)) {
+		fprintf(stderr, "harness: cannot create the I/O event loop\n");
+		abort();
+	}
 	return h;
 }
 
 void harness_free(struct harness *h)
 {
+	/* Devices (virtio, block) unregister from the loop as they go. */
 	vm_destroy(&h->vm);
+	evloop_destroy(&h->loop);
 	free(h);
 }
 
@@ -88,6 +94,20 @@ void hx_clock_advance(struct harness *h, uint64_t ns)
 	}
 	__atomic_store_n(&h->vm.fake_clock_ns, target, __ATOMIC_RELEASE);
 	vm_timers_run(&h->vm);
+}
+
+int hx_run_io(struct harness *h, int timeout_ms)
+{
+	int rounds = 0;
+
+	/* The first wait may block (a completion in flight); after that only
+	 * drain what is already ready. */
+	for (int t = timeout_ms;; t = 0) {
+		int n = evloop_run_once(&h->loop, t);
+		if (n <= 0)
+			return rounds;
+		rounds++;
+	}
 }
 
 const struct vm_device *hx_device(struct harness *h, const char *name)

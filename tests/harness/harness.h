@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/state.h"
+#include "core/event_loop.h"
 #include "core/vm.h"
 
 #define HARNESS_MAX_MSI 64
@@ -24,6 +25,7 @@ struct harness {
 	unsigned irq_edges[IRQ_MAX_GSI]; /* rising edges seen */
 	struct { uint64_t addr; uint32_t data; } msi[HARNESS_MAX_MSI];
 	unsigned nr_msi;
+	struct evloop loop; /* the I/O thread's loop, run by hx_run_io() */
 };
 
 /* A machine with `ram_size` bytes of RAM and 1 vCPU (for tables that count
@@ -49,6 +51,12 @@ void hx_irq_clear_edges(struct harness *h);
 /* The machine runs on a fake clock starting at 1 s; advance it by `ns` and
  * run every device timer that expired (in deadline order). */
 void hx_clock_advance(struct harness *h, uint64_t ns);
+
+/* Play the I/O thread: dispatch ready event-loop handlers (doorbells,
+ * block completions), waiting up to timeout_ms for the first one, then
+ * until nothing more is ready.  Returns the number of dispatch rounds that
+ * ran a handler (0: nothing happened). */
+int hx_run_io(struct harness *h, int timeout_ms);
 
 /* Device state as vm snapshots see it, for the save/load tests. */
 /* The device registered under `name`.  Aborts (failing the test, like

@@ -1,0 +1,118 @@
+/*
+ * block.h - the block layer: one asynchronous interface over disk images,
+ * whatever their format (raw.c now; qcow2.c later).
+ *
+ * Requests are byte-addressed (offset and length in bytes; devices convert
+ * from their sectors of 512) and complete through a callback on the I/O
+ * thread that owns the block device (the event loop given to block_open).
+ * Submission is batched: requests are queued by block_readv() & co and go
+ * to the kernel in one io_uring_submit() at block_submit(), which a device
+ * calls once it has taken every request a kick gave it.
+ *
+ * Durability: a write completes when the kernel has it (page cache, or the
+ * device with cache=none); only a completed block_flush() makes earlier
+ * completed writes durable (fdatasync).  Formats order their metadata
+ * writes so that a crash at any instant loses nothing that was flushed.
+ *
+ * A block_driver may also be supplied by a test (a recording or "power cut"
+ * backend) through block_open_driver().
+ */
+#ifndef KVMM_BLOCK_BLOCK_H
+#define KVMM_BLOCK_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct evloop;
+struct block_dev;
+
+/* Completion: `result` is 0 on success (the whole length transferred) or
+ * -errno.  Runs on the I/O thread. */
+typedef void (*block_done_fn)(void *opaque, int result);
+
+enum block_op {
+	BLOCK_OP_READ,
+	BLOCK_OP_WRITE,
+	BLOCK_OP_FLUSH,        /* fdatasync: earlier completed writes are durable */
+	BLOCK_OP_DISCARD,      /* the range may read back as anything (we punch a hole) */
+	BLOCK_OP_WRITE_ZEROES, /* the range reads back as zeros */
+};
+
+/* One request as a driver sees it. */
+struct block_req {
+	enum block_op op;
+	uint64_t offset, len;     /* bytes (len = sum of iov for READ/WRITE) */
+	const struct iovec *iov;  /* READ/WRITE only; valid until completion */
+	int iovcnt;
+	bool unmap;               /* WRITE_ZEROES: may deallocate */
+	block_done_fn done;
+	void *opaque;
+};
+
+/* A format / backend. */
+struct block_driver {
+	const char *name;          /* "raw", "qcow2", ... */
+	/* Queue one request (the block layer checked bounds and read-only).
+	 * Returns 0 (done will be called exactly once, maybe before this
+	 * returns) or -errno (done will not be called). */
+	int (*submit)(struct block_dev *bd, const struct block_req *req);
+	/* Push queued requests to the kernel.  May be NULL. */
+	void (*kick)(struct block_dev *bd);
+	/* Wait for every request in flight, then free the driver state. */
+	void (*close)(struct block_dev *bd);
+};
+
+struct block_dev {
+	const struct block_driver *drv;
+	void *state;               /* the driver's */
+	uint64_t size;             /* bytes the guest sees */
+	uint32_t logical_block;    /* bytes: 512, or the host's with O_DIRECT */
+	bool readonly;
+	bool can_discard;          /* DISCARD / WRITE_ZEROES really free space */
+	char *name;                /* the file path, for messages */
+	struct evloop *loop;
+};
+
+struct block_opts {
+	const char *path;
+	const char *format;        /* "raw", or NULL to probe */
+	bool readonly;
+	bool direct;               /* cache=none: O_DIRECT */
+};
+
+/* Open the image at o->path on the I/O thread of `loop` and lock it
+ * (OFD locks on the bytes QEMU uses: a writer excludes other writers;
+ * read-only opens share).  Returns 0 with *out set, or -errno with a
+ * one-line message naming the file and the problem in err (-EAGAIN when
+ * another process holds the lock, -EINVAL for a format we cannot open). */
+int block_open(const struct block_opts *o, struct evloop *loop,
+	       struct block_dev **out, char *err, size_t errlen);
+
+/* Wrap a driver supplied by the caller (tests). `state` is the driver's.
+ * Returns 0 or -ENOMEM. */
+int block_open_driver(const struct block_driver *drv, void *state,
+		      uint64_t size, bool readonly, struct evloop *loop,
+		      struct block_dev **out);
+
+/* Queue a request.  Bounds are checked here: a range past the end gives
+ * -EINVAL, a write to a read-only device -EROFS (done is not called on
+ * error).  Returns 0 when queued. */
+int block_readv(struct block_dev *bd, uint64_t offset, const struct iovec *iov,
+		int iovcnt, block_done_fn done, void *opaque);
+int block_writev(struct block_dev *bd, uint64_t offset, const struct iovec *iov,
+		 int iovcnt, block_done_fn done, void *opaque);
+int block_flush(struct block_dev *bd, block_done_fn done, void *opaque);
+int block_discard(struct block_dev *bd, uint64_t offset, uint64_t len,
+		  block_done_fn done, void *opaque);
+int block_write_zeroes(struct block_dev *bd, uint64_t offset, uint64_t len,
+		       bool unmap, block_done_fn done, void *opaque);
+
+/* Send every queued request to the kernel. */
+void block_submit(struct block_dev *bd);
+
+/* Wait for requests in flight, unlock and close.  NULL is a no-op. */
+void block_close(struct block_dev *bd);
+
+#endif

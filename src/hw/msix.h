@@ -1,0 +1,46 @@
+/*
+ * msix.h - MSI-X for PCI devices: the capability, the vector table and the
+ * pending bit array (PBA) in a BAR of their own, masking and pending.
+ *
+ * A device calls msix_notify(vector); when the vector or the whole function
+ * is masked the PBA bit is set instead and the message goes out when the
+ * guest unmasks it.  Messages reach the local APICs through irq_send_msi()
+ * (KVM_SIGNAL_MSI under KVM, the software CPU's APIC bus under emu).
+ *
+ * PCI Local Bus Specification 3.0, section 6.8.2 (MSI-X).
+ */
+#ifndef KVMM_HW_MSIX_H
+#define KVMM_HW_MSIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct pci_device;
+struct state_buf;
+struct state_reader;
+
+#define MSIX_MAX_VECTORS 2048
+#define MSIX_NO_VECTOR   0xffff   /* VIRTIO_MSI_NO_VECTOR, "none" */
+
+/* Give `dev` `nr_vectors` (1..MSIX_MAX_VECTORS) MSI-X vectors: adds the
+ * capability and a 32-bit memory BAR `bar` holding the table at offset 0
+ * and the PBA after it (page aligned).  All vectors start masked, MSI-X
+ * disabled.  Returns 0, -EINVAL, -ENOSPC or -ENOMEM. */
+int msix_init(struct pci_device *dev, unsigned nr_vectors, int bar);
+
+/* True when the guest enabled MSI-X (Message Control bit 15). */
+bool msix_enabled(const struct pci_device *dev);
+
+/* Signal `vector`: send its message, or set its pending bit while it or
+ * the function is masked.  Out-of-range vectors (MSIX_NO_VECTOR included)
+ * are ignored.  Any thread. */
+void msix_notify(struct pci_device *dev, unsigned vector);
+
+/* Back to power-on state (table masked, PBA clear, disabled). */
+void msix_reset(struct pci_device *dev);
+
+/* Save / restore table, PBA and control (core/state.h). */
+void msix_save(const struct pci_device *dev, struct state_buf *b);
+int msix_load(struct pci_device *dev, struct state_reader *r);
+
+#endif
