@@ -20,6 +20,7 @@ int vm_init(struct vm *vm, uint64_t ram_size, int nr_cpus)
 	vm->mmio.name = "mmio";
 	vm->nr_cpus = nr_cpus;
 	pthread_mutex_init(&vm->timer_lock, NULL);
+	pthread_mutex_init(&vm->irq_shared_lock, NULL);
 	vm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vm->timer_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_efd < 0 || vm->timer_efd < 0) {
@@ -53,6 +54,7 @@ void vm_destroy(struct vm *vm)
 		close(vm->timer_efd);
 	vm->stop_efd = vm->timer_efd = -1;
 	pthread_mutex_destroy(&vm->timer_lock);
+	pthread_mutex_destroy(&vm->irq_shared_lock);
 }
 
 int vm_add_device(struct vm *vm, const struct vm_device_ops *ops,
@@ -62,6 +64,23 @@ int vm_add_device(struct vm *vm, const struct vm_device_ops *ops,
 		return -ENOSPC;
 	vm->devices[vm->nr_devices++] = (struct vm_device){ ops, opaque };
 	return 0;
+}
+
+void vm_irq_set_shared(struct vm *vm, unsigned gsi, unsigned source,
+		       bool level)
+{
+	uint64_t old, bit = 1ull << (source & 63);
+
+	if (gsi >= IRQ_MAX_GSI)
+		return;
+	/* The line changes under the lock so that two sources toggling at
+	 * once cannot leave it at the wrong level. */
+	pthread_mutex_lock(&vm->irq_shared_lock);
+	old = vm->irq_shared[gsi];
+	vm->irq_shared[gsi] = level ? old | bit : old & ~bit;
+	if (!old != !vm->irq_shared[gsi])
+		irq_set_level(&vm->irq, gsi, vm->irq_shared[gsi] != 0);
+	pthread_mutex_unlock(&vm->irq_shared_lock);
 }
 
 int vm_ioeventfd(struct vm *vm, bool pio, uint64_t addr, unsigned len, int fd,

@@ -67,6 +67,10 @@ struct vm {
 	struct bus mmio; /* memory-mapped I/O, guest-physical addresses */
 	struct irq_chip irq;
 	int nr_cpus;
+	/* Level-triggered lines shared by several devices: bit s of
+	 * irq_shared[gsi] is source s's level (vm_irq_set_shared). */
+	pthread_mutex_t irq_shared_lock;
+	uint64_t irq_shared[IRQ_MAX_GSI];
 	const struct vm_ioeventfd_ops *ioeventfd; /* NULL: none */
 	void *ioeventfd_opaque;
 
@@ -104,6 +108,15 @@ int vm_add_device(struct vm *vm, const struct vm_device_ops *ops,
  * device's bus write handler must then signal fd), or -errno. */
 int vm_ioeventfd(struct vm *vm, bool pio, uint64_t addr, unsigned len, int fd,
 		 bool assign);
+
+/* Drive source `source` (0..63, unique among the devices sharing `gsi`:
+ * PCI INTx use their slot, virtio-mmio devices 32 + their index) of the
+ * shared level-triggered line `gsi`; the line is asserted while any source
+ * asserts it (wired-OR, as PCI INTx lines are).  Levels are logical
+ * (asserted = true) whatever polarity the guest programs, as with KVM's
+ * KVM_IRQ_LINE.  Any thread. */
+void vm_irq_set_shared(struct vm *vm, unsigned gsi, unsigned source,
+		       bool level);
 
 /* Reset every device to power-on state. */
 void vm_reset_devices(struct vm *vm);
