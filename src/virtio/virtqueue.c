@@ -320,8 +320,10 @@ bool virtq_should_notify(struct virtq *vq)
 		return false;
 	/* used->idx (published in virtq_push) before used_event / flags. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (valid && old == vq->used_idx)
-		return false; /* nothing pushed since the last interrupt */
+	/* Nothing pushed since the last interrupt (or ever: signalled_used
+	 * starts at 0 like used_idx): nothing to tell. */
+	if (old == vq->used_idx)
+		return false;
 	if (vq->event_idx) {
 		uint16_t event = __atomic_load_n(used_event_ptr(vq),
 						 __ATOMIC_RELAXED);
