@@ -891,7 +891,7 @@ int pci_acpi_dsdt(struct aml_buf *b, void *opaque)
 	aml_end(b); /* PCI0 */
 	aml_device(b, "PRES");
 	aml_name_eisaid(b, "_HID", "PNP0C02");
-	aml_name_int(b, "_UID", 1);
+	aml_name_int(b, "_UID", 2); /* the board's MBRS is 1 */
 	aml_name(b, "_CRS");
 	aml_restemplate(b);
 	aml_res_memory32_fixed(b, (uint32_t)PC_PCI_ECAM_BASE,
