@@ -30,6 +30,7 @@
 #include "core/vm.h"
 #include "debug/gdbstub.h"
 #include "hw/pc.h"
+#include "hw/pci.h"
 #include "util/log.h"
 
 #define MEM_MIN (2ull << 20)  /* below this no kernel we load fits */
@@ -334,6 +335,36 @@ static const struct accel_ops *pick_accel(const struct run_opts *o,
 	return &kvm_accel_ops;
 }
 
+/* Write the ACPI tables for the machine as built: the board's own DSDT
+ * content, then every DSDT generator in order (the PCI root bus first;
+ * virtio-mmio devices add theirs to the chain), and the MCFG for ECAM.
+ * They go last because they describe the devices, but the RSDP address is
+ * fixed, so the boot protocol already passed it to the guest. */
+static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
+		      uint64_t rsdp_addr)
+{
+	struct acpi_config acpi;
+	struct acpi_dsdt_chain dsdt = { 0 };
+	struct acpi_mcfg_alloc mcfg;
+	uint64_t rsdp;
+	int r;
+
+	acpi_config_pc(&acpi, nr_cpus);
+	pci_acpi_mcfg(&mcfg);
+	acpi.mcfg = &mcfg;
+	acpi.nr_mcfg = 1;
+	r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
+	acpi.dsdt_extra = acpi_dsdt_chain_run;
+	acpi.dsdt_extra_opaque = &dsdt;
+	if (!r)
+		r = acpi_build(&vm->mem, &acpi, &rsdp);
+	if (!r && rsdp != rsdp_addr)
+		r = -EFAULT; /* acpi.h promises BOOT_RSDP_ADDR */
+	if (r)
+		log_error("cannot build the ACPI tables: %s", strerror(-r));
+	return r;
+}
+
 /* Build the machine and run it until it stops.  Returns the exit status, or
  * -1 when a reset under --reboot=restart asks for another round. */
 static int run_once(struct run_ctx *ctx, const struct run_opts *o)
@@ -341,9 +372,9 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	struct vm *vm = &ctx->vm;
 	struct x86_boot_regs regs;
 	struct x86_boot_config boot = o->boot;
-	struct acpi_config acpi;
 	const struct accel_ops *accel;
 	struct pc_board_config board;
+	struct pci_bus *pci = NULL;
 	void *accel_state = NULL;
 	bool in_kernel = false;
 	char err[512] = "";
@@ -355,12 +386,9 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 			  (unsigned long long)(o->mem >> 20), strerror(-r));
 		return KVMM_EXIT_ERROR;
 	}
-	acpi_config_pc(&acpi, o->cpus);
-	r = acpi_build(&vm->mem, &acpi, &boot.rsdp_addr);
-	if (r) {
-		log_error("cannot build the ACPI tables: %s", strerror(-r));
-		goto out_vm;
-	}
+	/* The tables are written once the board exists (build_acpi); their
+	 * RSDP address is fixed, so the boot protocol can carry it now. */
+	boot.rsdp_addr = BOOT_RSDP_ADDR;
 	r = x86_boot_load(&vm->mem, &boot, &regs, err, sizeof(err));
 	if (r) {
 		log_error("%s", err[0] ? err : strerror(-r));
@@ -386,7 +414,9 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	 * board's PIC, IOAPIC and MSIs deliver, and learns about them. */
 	if (!in_kernel && accel->board_config)
 		accel->board_config(accel_state, &board);
-	r = pc_board_create(vm, &board);
+	r = pc_board_create(vm, &board, &pci);
+	if (!r)
+		r = build_acpi(vm, o->cpus, pci, boot.rsdp_addr);
 	if (!r && accel->board_ready)
 		r = accel->board_ready(accel_state, vm);
 	if (!r && ctx->trace) {

@@ -24,11 +24,23 @@
  * DELIVERY
  * A redirection entry is the datasheet's 64 bits: vector 7:0, delivery mode
  * 10:8, destination mode 11, delivery status 12 (always 0 here: messages go
- * out at once), polarity 13 (1 = active low: the pin level is inverted
- * first), Remote IRR 14, trigger mode 15 (1 = level), mask 16, destination
+ * out at once), polarity 13 (1 = active low; stored and read back, see
+ * below), Remote IRR 14, trigger mode 15 (1 = level), mask 16, destination
  * 63:56.  Bits 12 and 14 are read-only; reserved bits read 0.
  *
- *   edge:  an asserting edge of the (polarity-corrected) pin sends one
+ * POLARITY
+ * Pin levels are logical: ioapic_set_irq(pin, true) means "asserted",
+ * whatever polarity the guest programs.  The polarity bit describes the
+ * electrical signal on a real board's wire; our devices have no wire, they
+ * say whether they request an interrupt.  KVM's in-kernel IOAPIC
+ * (KVM_IRQ_LINE) and QEMU's model treat levels the same way, and so must
+ * we, since the devices are shared between the accelerators: Linux
+ * programs the PCI GSIs it finds in the _PRT as level-triggered, active
+ * low (ACPI's default for PCI interrupts), so inverting here would make
+ * every idle PCI INTx line fire under the software CPU and a raised one
+ * go quiet.
+ *
+ *   edge:  an asserting edge of the pin sends one
  *          message.  "Edge-sensitive interrupts signaled on a masked
  *          interrupt pin are ignored (i.e., not delivered or held
  *          pending)" - so unmasking later delivers nothing.
@@ -104,7 +116,7 @@ struct ioapic {
 	uint8_t id;                  /* 4 bits */
 	uint64_t rte[IOAPIC_PINS];
 	uint32_t line;               /* raw pin levels */
-	uint32_t irr;                /* level pins: asserted after polarity */
+	uint32_t irr;                /* level-triggered pins that are asserted */
 };
 
 /* Messages produced under the lock, sent after it. */
@@ -115,9 +127,7 @@ struct msg_queue {
 
 static bool asserted(const struct ioapic *io, unsigned pin)
 {
-	bool level = (io->line >> pin) & 1;
-
-	return level != !!(io->rte[pin] & RTE_POLARITY);
+	return (io->line >> pin) & 1; /* logical levels: see POLARITY above */
 }
 
 static void queue_msg(struct msg_queue *q, uint64_t rte)
@@ -240,8 +250,8 @@ static void reg_write(struct ioapic *io, uint8_t reg, uint32_t v,
 	if (!(e & RTE_LEVEL))
 		e &= ~RTE_REMOTE_IRR;
 	io->rte[pin] = e;
-	/* Trigger mode or polarity may have changed: recompute the level
-	 * request, and deliver it if now deliverable. */
+	/* Trigger mode may have changed: recompute the level request, and
+	 * deliver it if now deliverable. */
 	if (asserted(io, pin) && (e & RTE_LEVEL))
 		io->irr |= 1u << pin;
 	else
@@ -349,8 +359,7 @@ static int ioapic_load(void *opaque, struct state_reader *r)
 			return -EINVAL;
 		/* irr must be the level pins' asserted state. */
 		bool lvl = (line >> i) & 1;
-		bool want = (rte[i] & RTE_LEVEL) &&
-			    lvl != !!(rte[i] & RTE_POLARITY);
+		bool want = (rte[i] & RTE_LEVEL) && lvl;
 		if (((irr >> i) & 1) != want)
 			return -EINVAL;
 	}

@@ -43,8 +43,9 @@ typedef void ioapic_deliver_fn(void *opaque, uint64_t msi_addr,
 int ioapic_create(struct vm *vm, ioapic_deliver_fn *deliver, void *opaque,
 		  struct ioapic **out);
 
-/* Drive input pin `pin` (< IOAPIC_PINS; others ignored) to `level`, before
- * polarity inversion.  An edge-triggered entry delivers on each asserting
+/* Drive input pin `pin` (< IOAPIC_PINS; others ignored) to `level`: the
+ * logical level (true = asserted) whatever polarity the guest programmed,
+ * as KVM_IRQ_LINE takes it.  An edge-triggered entry delivers on each asserting
  * edge (lost while masked); a level-triggered entry delivers while the pin
  * is asserted, unmasked and its Remote IRR is clear, and sets Remote IRR.
  * Thread-safe.  82093AA datasheet, section 3.2.4 (redirection table). */

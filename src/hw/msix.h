@@ -43,4 +43,12 @@ void msix_reset(struct pci_device *dev);
 void msix_save(const struct pci_device *dev, struct state_buf *b);
 int msix_load(struct pci_device *dev, struct state_reader *r);
 
+/* For pci.c: the guest wrote the device's configuration space; deliver
+ * pending vectors if MSI-X is now enabled and the function unmasked.
+ * Called without the device lock. */
+void msix_cfg_written(struct pci_device *dev);
+
+/* For pci.c: free the MSI-X state when the bus is destroyed. */
+void msix_destroy(struct pci_device *dev);
+
 #endif

@@ -20,10 +20,10 @@
 #include "hw/i8042.h"
 #include "hw/ioapic.h"
 #include "hw/irq_router.h"
+#include "hw/pci.h"
 #include "hw/pic.h"
 #include "hw/pit.h"
 #include "hw/post_port.h"
-#include "hw/reset_cf9.h"
 #include "hw/uart_16550.h"
 #include "util/log.h"
 
@@ -54,7 +54,8 @@ static int create_interrupt_controllers(struct vm *vm,
 	return 0;
 }
 
-int pc_board_create(struct vm *vm, const struct pc_board_config *cfg)
+int pc_board_create(struct vm *vm, const struct pc_board_config *cfg,
+		    struct pci_bus **pci)
 {
 	struct uart_16550 *com1;
 	struct i8042 *kbc;
@@ -62,7 +63,7 @@ int pc_board_create(struct vm *vm, const struct pc_board_config *cfg)
 	struct fw_cfg *fw;
 	struct post_port *post;
 	struct debug_exit *dbg;
-	struct reset_cf9 *rst;
+	struct pci_bus *bus;
 	struct acpi_pm *pm;
 	int r;
 
@@ -82,9 +83,13 @@ int pc_board_create(struct vm *vm, const struct pc_board_config *cfg)
 		return failed("POST port", r);
 	if ((r = debug_exit_create(vm, PC_DEBUG_EXIT_PORT, &dbg)))
 		return failed("debug-exit port", r);
-	if ((r = reset_cf9_create(vm, &rst)))
-		return failed("reset control register", r);
+	/* The host bridge owns 0xCF8-0xCFF and forwards 0xCF9 to the reset
+	 * control register it creates. */
+	if ((r = pci_bus_create(vm, &bus)))
+		return failed("PCI host bridge", r);
 	if ((r = acpi_pm_create(vm, &pm)))
 		return failed("ACPI PM block", r);
+	if (pci)
+		*pci = bus;
 	return 0;
 }

@@ -64,11 +64,17 @@ struct pc_board_config {
 	void *cpu_opaque;
 };
 
+struct pci_bus;
+
 /* Put the PC's devices on vm's buses: COM1, i8042, CMOS/RTC, fw_cfg, POST
- * port, debug exit, 0xCF9 reset, the ACPI PM block, and, unless the
+ * port, debug exit, the PCI host bridge (with the 0xCF9 reset register
+ * inside its CONFIG_ADDRESS port), the ACPI PM block, and, unless the
  * accelerator has them in kernel, the 8259 PICs, 8254 PIT and IOAPIC.
  * vm->irq must be set unless the board provides the interrupt controllers.
+ * *pci (if pci is not NULL) receives the PCI root bus, owned by the
+ * machine, for PCI devices and the ACPI tables (pci_acpi_dsdt).
  * Returns 0 or -errno after logging which device failed. */
-int pc_board_create(struct vm *vm, const struct pc_board_config *cfg);
+int pc_board_create(struct vm *vm, const struct pc_board_config *cfg,
+		    struct pci_bus **pci);
 
 #endif

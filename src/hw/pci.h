@@ -87,11 +87,21 @@ struct pci_device_info {
 
 /* Device-specific hooks; every member may be NULL. */
 struct pci_device_ops {
-	/* Configuration space accesses the common code does not handle
-	 * itself (after it applied write masks): e.g. virtio-pci's
-	 * VIRTIO_PCI_CAP_PCI_CFG window.  `offset` in bytes, size 1/2/4. */
+	/* Called after every guest configuration write to the device, once
+	 * the common code applied the write masks, with the value the guest
+	 * wrote: for registers the common code does not interpret, e.g.
+	 * virtio-pci's VIRTIO_PCI_CAP_PCI_CFG window.  `offset` in bytes,
+	 * size 1/2/4.  Runs without the device lock (it may access the
+	 * device's BARs, raise interrupts ...), serialized with every other
+	 * configuration access on the bus. */
 	void (*cfg_write)(void *opaque, uint32_t offset, unsigned size,
 			  uint32_t value);
+	/* Called after every configuration read of the device with what the
+	 * common code read (`*value`, size 1/2/4 at `offset`); the device may
+	 * replace it (virtio-pci fills pci_cfg_data from its BAR).  Runs
+	 * without the device lock, like cfg_write. */
+	void (*cfg_read)(void *opaque, uint32_t offset, unsigned size,
+			 uint32_t *value);
 	/* BAR `bar` now decodes at `addr`, or at nothing when addr is 0
 	 * (decoding disabled, or the guest is sizing it).  For devices that
 	 * registered ioeventfds inside the BAR. */
@@ -104,6 +114,7 @@ struct pci_bar {
 	const struct bus_ops *ops; /* offset is relative to the BAR start */
 	void *opaque;
 	uint64_t addr;             /* where it decodes now; 0 = not decoding */
+	uint64_t assigned;         /* the address pci_bar_add gave it, restored on reset */
 };
 
 struct pci_device {
@@ -163,5 +174,14 @@ unsigned pci_intx_gsi(const struct pci_device *dev);
  * acpi_config.dsdt_extra (arch/x86/acpi.h); opaque is the pci_bus. */
 struct aml_buf;
 int pci_acpi_dsdt(struct aml_buf *b, void *opaque);
+
+/* The MCFG allocation that goes with pci_acpi_dsdt(): ECAM at
+ * PC_PCI_ECAM_BASE for segment 0, bus 0 (PCI Firmware Spec 3.2 4.1.2). */
+struct acpi_mcfg_alloc;
+void pci_acpi_mcfg(struct acpi_mcfg_alloc *alloc);
+
+/* The machine the bus sits on (for devices that raise MSIs or register
+ * ioeventfds). */
+struct vm *pci_bus_vm(const struct pci_bus *bus);
 
 #endif

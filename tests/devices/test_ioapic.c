@@ -223,28 +223,43 @@ static void test_level_remote_irr(void **state)
 	assert_false(io_read(h, 0x10 + 18) & REMOTE_IRR);
 }
 
+/* Levels are logical (KVM_IRQ_LINE semantics): the polarity bit is kept
+ * and read back, but a device that asserts its line is asserted whatever
+ * the guest programmed - Linux programs PCI GSIs active low. */
 static void test_polarity(void **state)
 {
 	struct fixture *f = *state;
 	struct harness *h = f->h;
 
-	/* Active-low level: a low pin is asserted. */
-	ioapic_set_irq(f->io, 10, true);
+	/* Active-low level: a low (idle) pin delivers nothing... */
 	set_rte(h, 10, 0x50 | LEVEL | ACTIVE_LOW, 0);
-	assert_int_equal(f->rec.n, 0);
+	assert_int_equal(io_read(h, 0x10 + 2 * 10), 0x50 | LEVEL | ACTIVE_LOW);
 	ioapic_set_irq(f->io, 10, false);
-	assert_int_equal(f->rec.n, 1);
+	assert_int_equal(f->rec.n, 0);
+	/* ...an asserted one delivers, once until EOI, again after EOI while
+	 * still asserted, and not after it is released. */
 	ioapic_set_irq(f->io, 10, true);
-	ioapic_eoi(f->io, 0x50);
 	assert_int_equal(f->rec.n, 1);
+	assert_int_equal(f->rec.m[0].data & 0xff, 0x50);
+	ioapic_set_irq(f->io, 10, true);
+	assert_int_equal(f->rec.n, 1);
+	ioapic_eoi(f->io, 0x50);
+	assert_int_equal(f->rec.n, 2);
+	ioapic_set_irq(f->io, 10, false);
+	ioapic_eoi(f->io, 0x50);
+	assert_int_equal(f->rec.n, 2);
+	/* Flipping the polarity of an idle pin does not assert it. */
+	set_rte(h, 10, 0x50 | LEVEL, 0);
+	set_rte(h, 10, 0x50 | LEVEL | ACTIVE_LOW, 0);
+	assert_int_equal(f->rec.n, 2);
 
-	/* Active-low edge: the falling edge delivers. */
+	/* Active-low edge: the rising (asserting) edge delivers. */
 	set_rte(h, 11, 0x51 | ACTIVE_LOW, 0);
 	ioapic_set_irq(f->io, 11, true);
-	assert_int_equal(f->rec.n, 1);
+	assert_int_equal(f->rec.n, 3);
+	assert_int_equal(f->rec.m[2].data, 0x51);
 	ioapic_set_irq(f->io, 11, false);
-	assert_int_equal(f->rec.n, 2);
-	assert_int_equal(f->rec.m[1].data, 0x51);
+	assert_int_equal(f->rec.n, 3);
 }
 
 /* The deliver callback may EOI at once (no deadlock, bounded). */
@@ -272,6 +287,7 @@ static void test_save_load(void **state)
 	set_rte(h, 9, 0x49 | LEVEL, 2);
 	ioapic_set_irq(f->io, 9, true); /* in service: Remote IRR */
 	set_rte(h, 12, 0x4c | LEVEL | ACTIVE_LOW | MASK, 1);
+	ioapic_set_irq(f->io, 12, true); /* masked: waits */
 	hx_mmio_write(h, PC_IOAPIC_BASE, 4, 0x14);
 
 	assert_int_equal(hx_save(h, "ioapic", &buf), 0);
@@ -289,7 +305,7 @@ static void test_save_load(void **state)
 	assert_int_equal(g.rec.n, 1);
 	assert_int_equal(g.rec.m[0].addr, f->rec.m[f->rec.n - 1].addr);
 	assert_int_equal(g.rec.m[0].data, f->rec.m[f->rec.n - 1].data);
-	/* Pin 12 is active low and low: unmasking delivers. */
+	/* Pin 12 (active low) is asserted: unmasking delivers. */
 	set_rte(g.h, 12, 0x4c | LEVEL | ACTIVE_LOW, 1);
 	assert_int_equal(g.rec.n, 2);
 

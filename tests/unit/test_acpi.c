@@ -29,6 +29,7 @@
 #include "hw/pc.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
+#include "hw/pci.h"
 
 #define RAM (64ull << 20)
 
@@ -1207,6 +1208,184 @@ static void test_iasl_disassembles_dsdt(void **state)
 	gm_destroy(&gm);
 }
 
+/* ---- the PCI root bus as hw/pci.c describes it ---- */
+
+/* A second generator in the chain: runs after the PCI root, once. */
+static int marker_extra(struct aml_buf *b, void *opaque)
+{
+	int *calls = opaque;
+
+	(*calls)++;
+	aml_scope(b, "\\_SB");
+	aml_device(b, "VRT0");
+	aml_name_str(b, "_HID", "LNRO0005");
+	aml_end(b);
+	aml_end(b);
+	return 0;
+}
+
+static int failing_gen(struct aml_buf *b, void *opaque)
+{
+	return -EIO;
+}
+
+static void build_pci(struct guest_mem *gm, struct found *f, int *calls)
+{
+	static struct acpi_dsdt_chain chain;
+	static struct acpi_mcfg_alloc mcfg;
+	struct acpi_config cfg;
+
+	memset(&chain, 0, sizeof(chain));
+	acpi_config_pc(&cfg, 2);
+	pci_acpi_mcfg(&mcfg);
+	cfg.mcfg = &mcfg;
+	cfg.nr_mcfg = 1;
+	assert_int_equal(acpi_dsdt_chain_add(&chain, pci_acpi_dsdt, NULL), 0);
+	assert_int_equal(acpi_dsdt_chain_add(&chain, marker_extra, calls), 0);
+	cfg.dsdt_extra = acpi_dsdt_chain_run;
+	cfg.dsdt_extra_opaque = &chain;
+	assert_int_equal(build(gm, &cfg, f), 0);
+}
+
+static void test_pci_root_dsdt_and_mcfg(void **state)
+{
+	struct guest_mem gm;
+	struct found f;
+	uint32_t len;
+	const uint8_t *t, *crs, *pci0, *vrt0;
+	size_t crs_len;
+	int calls = 0;
+	uint32_t hid;
+	/* WordBusNumber 0-0, IO(Decode16, 0xCF8, 0xCF8, 1, 8) */
+	static const uint8_t bus_io[] = {
+		0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+		0x01, 0x00,
+		0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+	};
+	/* Memory32Fixed(ReadWrite, 0xE0000000, 0x100000) */
+	static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0, 0, 0, 0xe0,
+					0, 0, 0x10, 0 };
+	/* _PRT entry for slot 1, INTB: Package(4) {0x1FFFF, One, Zero, 18} */
+	static const uint8_t prt_1b[] = { 0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff,
+					  0x01, 0x00, 0x01, 0x00, 0x0a, 18 };
+
+	assert_int_equal(gm_init(&gm, RAM), 0);
+	build_pci(&gm, &f, &calls);
+	assert_int_equal(calls, 1);
+
+	t = check_table(&gm, f.mcfg, "MCFG", &len);
+	assert_int_equal(len, 44 + 16);
+	assert_int_equal(le64(t + 44), PC_PCI_ECAM_BASE);
+	assert_int_equal(le16(t + 52), 0);
+	assert_int_equal(t[54], 0);
+	assert_int_equal(t[55], 0);
+
+	t = check_table(&gm, f.dsdt, "DSDT", &len);
+	crs = device_crs(t + 36, len - 36, "PCI0", &crs_len);
+	assert_memory_equal(crs, bus_io, sizeof(bus_io));
+	/* + DWordIO x2, DWordMemory */
+	assert_int_equal(crs_len, sizeof(bus_io) + 3 * 26);
+	/* DWordIO 0xD00-0xFFFF: _MIN at +10, _MAX at +14 of the descriptor */
+	assert_int_equal(le32(crs + 24 + 26 + 10), 0xd00);
+	assert_int_equal(le32(crs + 24 + 26 + 14), 0xffff);
+	assert_int_equal(le32(crs + 24 + 10), 0);
+	assert_int_equal(le32(crs + 24 + 14), 0xcf7);
+	assert_int_equal(le32(crs + 24 + 52 + 10), PC_PCI_MMIO_BASE);
+	assert_int_equal(le32(crs + 24 + 52 + 14),
+			 PC_PCI_MMIO_BASE + PC_PCI_MMIO_SIZE - 1);
+	crs = device_crs(t + 36, len - 36, "PRES", &crs_len);
+	assert_int_equal(crs_len, sizeof(ecam));
+	assert_memory_equal(crs, ecam, sizeof(ecam));
+	assert_non_null(memmem(t, len, prt_1b, sizeof(prt_1b)));
+	/* _HID of PCI0 is EISAID("PNP0A08") */
+	pci0 = memmem(t, len, "PCI0", 4);
+	assert_non_null(pci0);
+	assert_int_equal(aml_eisaid_value("PNP0A08", &hid), 0);
+	assert_non_null(memmem(pci0, len - (size_t)(pci0 - t), &hid, 4));
+	/* Chained generators ran in order. */
+	vrt0 = memmem(t, len, "VRT0", 4);
+	assert_non_null(vrt0);
+	assert_true(vrt0 > pci0);
+	check_dsdt(&gm, &f, 2);
+	gm_destroy(&gm);
+}
+
+static void test_dsdt_chain(void **state)
+{
+	struct acpi_dsdt_chain chain = { 0 };
+	struct aml_buf b;
+	int calls = 0;
+
+	for (int i = 0; i < ACPI_DSDT_MAX_GENERATORS; i++)
+		assert_int_equal(acpi_dsdt_chain_add(&chain, marker_extra,
+						     &calls), 0);
+	assert_int_equal(acpi_dsdt_chain_add(&chain, marker_extra, &calls),
+			 -ENOSPC);
+	aml_buf_init(&b);
+	assert_int_equal(acpi_dsdt_chain_run(&b, &chain), 0);
+	assert_int_equal(calls, ACPI_DSDT_MAX_GENERATORS);
+	aml_buf_free(&b);
+	/* The first error stops the chain. */
+	memset(&chain, 0, sizeof(chain));
+	calls = 0;
+	assert_int_equal(acpi_dsdt_chain_add(&chain, failing_gen, NULL), 0);
+	assert_int_equal(acpi_dsdt_chain_add(&chain, marker_extra, &calls), 0);
+	assert_int_equal(acpi_dsdt_chain_run(&b, &chain), -EIO);
+	assert_int_equal(calls, 0);
+	aml_buf_free(&b);
+}
+
+/* iasl -d of the real PCI DSDT and MCFG: PNP0A08, the _PRT, ECAM claimed. */
+static void test_iasl_pci_root(void **state)
+{
+	struct guest_mem gm;
+	struct found f;
+	char dir[] = "/tmp/kvmm-acpi-pci-XXXXXX", cmd[1024], path[300];
+	int calls = 0;
+
+	if (system("command -v iasl >/dev/null 2>&1") != 0) {
+		print_message("iasl not installed (apt-get install acpica-tools): skipped\n");
+		skip();
+	}
+	assert_int_equal(gm_init(&gm, RAM), 0);
+	build_pci(&gm, &f, &calls);
+	assert_non_null(mkdtemp(dir));
+	const struct { uint64_t gpa; const char *file; } tabs[] = {
+		{ f.dsdt, "dsdt.dat" }, { f.mcfg, "mcfg.dat" },
+	};
+	for (size_t i = 0; i < 2; i++) {
+		uint32_t len = le32(gp(&gm, tabs[i].gpa, 36) + 4);
+		FILE *fp;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, tabs[i].file);
+		fp = fopen(path, "wb");
+		assert_non_null(fp);
+		assert_int_equal(fwrite(gp(&gm, tabs[i].gpa, len), 1, len, fp), len);
+		fclose(fp);
+		snprintf(cmd, sizeof(cmd), "cd %s && iasl -d %s >iasl.log 2>&1",
+			 dir, tabs[i].file);
+		assert_int_equal(system(cmd), 0);
+	}
+	snprintf(cmd, sizeof(cmd), "cd %s && iasl dsdt.dsl >iasl.log 2>&1", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && grep -q 'Device (PCI0)' dsdt.dsl && "
+		 "grep -q 'Name (_HID, EisaId (\"PNP0A08\")' dsdt.dsl && "
+		 "grep -q 'Name (_CID, EisaId (\"PNP0A03\")' dsdt.dsl && "
+		 "grep -q 'Name (_PRT, Package (0x80)' dsdt.dsl && grep -q 0x0001FFFF dsdt.dsl && "
+		 "grep -q 'WordBusNumber' dsdt.dsl && "
+		 "grep -q 'EisaId (\"PNP0C02\")' dsdt.dsl && "
+		 "grep -q '0xE0000000' dsdt.dsl && "
+		 "grep -q 'Base Address : 00000000E0000000' mcfg.dsl && "
+		 "grep -q 'End Bus Number : 00' mcfg.dsl", dir);
+	if (system(cmd) != 0)
+		print_message("unexpected disassembly in %s\n", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	gm_destroy(&gm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1230,6 +1409,9 @@ int main(void)
 		cmocka_unit_test(test_aml_errors_are_sticky),
 		cmocka_unit_test(test_iasl_disassembles_dsdt),
 		cmocka_unit_test(test_virtio_mmio_dsdt),
+		cmocka_unit_test(test_pci_root_dsdt_and_mcfg),
+		cmocka_unit_test(test_dsdt_chain),
+		cmocka_unit_test(test_iasl_pci_root),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -706,6 +706,30 @@ static int check_config(const struct acpi_config *cfg)
 	return 0;
 }
 
+int acpi_dsdt_chain_add(struct acpi_dsdt_chain *c, acpi_dsdt_gen_fn *fn,
+			void *opaque)
+{
+	if (c->n == ACPI_DSDT_MAX_GENERATORS)
+		return -ENOSPC;
+	c->gen[c->n].fn = fn;
+	c->gen[c->n].opaque = opaque;
+	c->n++;
+	return 0;
+}
+
+int acpi_dsdt_chain_run(struct aml_buf *b, void *opaque)
+{
+	const struct acpi_dsdt_chain *c = opaque;
+
+	for (unsigned i = 0; i < c->n; i++) {
+		int r = c->gen[i].fn(b, c->gen[i].opaque);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 void acpi_config_pc(struct acpi_config *cfg, int nr_cpus)
 {
 	memset(cfg, 0, sizeof(*cfg));

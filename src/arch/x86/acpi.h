@@ -64,6 +64,27 @@ struct acpi_config {
 	unsigned nr_mcfg;
 };
 
+/* Several DSDT generators behind the one dsdt_extra hook (the PCI root
+ * bus, virtio-mmio devices, ...): set dsdt_extra = acpi_dsdt_chain_run and
+ * dsdt_extra_opaque = the chain; they run in the order they were added. */
+#define ACPI_DSDT_MAX_GENERATORS 8
+typedef int acpi_dsdt_gen_fn(struct aml_buf *b, void *opaque);
+struct acpi_dsdt_chain {
+	unsigned n;
+	struct {
+		acpi_dsdt_gen_fn *fn;
+		void *opaque;
+	} gen[ACPI_DSDT_MAX_GENERATORS];
+};
+
+/* Append generator fn(b, opaque) to the chain (zero-initialised is
+ * empty).  Returns 0 or -ENOSPC. */
+int acpi_dsdt_chain_add(struct acpi_dsdt_chain *c, acpi_dsdt_gen_fn *fn,
+			void *opaque);
+/* A dsdt_extra hook: run every generator of the chain `opaque` in order;
+ * returns 0 or the first error (later generators do not run). */
+int acpi_dsdt_chain_run(struct aml_buf *b, void *opaque);
+
 /* Fill *cfg for the PC board (hw/pc.h): nr_cpus vCPUs, the IOAPIC at
  * PC_IOAPIC_BASE with ID PC_IOAPIC_ID and GSI base 0, no extras. */
 void acpi_config_pc(struct acpi_config *cfg, int nr_cpus);
