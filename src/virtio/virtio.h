@@ -120,6 +120,11 @@ struct virtio_dev {
 	unsigned nr_queues;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
 	int kick_fd[VIRTIO_MAX_QUEUES];     /* eventfd per queue */
+	/* What each kick_fd's loop handler gets as its opaque. */
+	struct virtio_kick {
+		struct virtio_dev *vd;
+		unsigned q;
+	} kick[VIRTIO_MAX_QUEUES];
 };
 
 /* Set up the common part: `nr_queues` queues of at most `max_queue_size`

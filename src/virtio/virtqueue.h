@@ -70,6 +70,7 @@ struct virtq {
 	uint16_t used_idx;         /* next used entry to fill (our copy) */
 	uint16_t signalled_used;   /* used_idx when the driver was last interrupted */
 	bool signalled_valid;
+	bool notify_off;           /* between virtq_notify_disable and _enable */
 };
 
 /* One descriptor chain taken from the available ring, as host pointers.
@@ -98,9 +99,14 @@ void virtq_reset(struct virtq *vq);
 
 /* Take the next available chain into *elem.  Returns 1 when one was taken,
  * 0 when the ring is empty (or the queue not ready / broken), -EIO when
- * the driver broke the rules (bad avail index, chain outside RAM, loop,
- * too long, nested indirect, readable after writable, zero-length indirect
- * table): the queue is marked broken and nothing more is taken from it. */
+ * the driver broke the rules (avail index more than `size` ahead, head
+ * index >= size, a buffer not wholly inside one RAM region, a loop, more
+ * than `size` buffers, INDIRECT without the feature / with NEXT / nested,
+ * an indirect table of zero or non-multiple-of-16 length, readable after
+ * writable, more than UINT32_MAX bytes in total): the queue is marked
+ * broken and nothing more is taken from it.  Zero-length buffers are legal
+ * and skipped (not in iov[]).  With EVENT_IDX and notifications enabled,
+ * avail_event is advanced past the popped entry. */
 int virtq_pop(struct virtq *vq, struct virtq_elem *elem);
 
 /* Return a chain to the driver with `written` bytes written into its
