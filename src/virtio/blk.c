@@ -374,6 +374,7 @@ static bool handle(struct virtio_blk *b, unsigned q)
 		r->type = type;
 		r->status = status;
 		r->status_gpa = status_gpa;
+		r->pending++;
 		if (in) {
 			r->nr_data = iov_slice(e->iov + e->out_num, e->in_num, 0,
 					       data_len, r->data);
@@ -387,6 +388,7 @@ static bool handle(struct virtio_blk *b, unsigned q)
 					  r->nr_data, req_done, r);
 		}
 		if (rc) {
+			r->pending--;
 			r->err = rc;
 			/* Nothing was read into guest memory. */
 			r->written = 1;
@@ -401,9 +403,12 @@ static bool handle(struct virtio_blk *b, unsigned q)
 		r->type = type;
 		r->status = status;
 		r->status_gpa = status_gpa;
+		r->pending++;
 		rc = block_flush(b->bd, req_done, r);
-		if (rc)
+		if (rc) {
+			r->pending--;
 			r->err = rc;
+		}
 		req_put(r);
 		return true;
 	case VIRTIO_BLK_T_GET_ID: {
