@@ -29,7 +29,9 @@ struct evloop;
 struct block_dev;
 
 /* Completion: `result` is 0 on success (the whole length transferred) or
- * -errno.  Runs on the I/O thread. */
+ * -errno.  Runs on the I/O thread, from the event loop: never from inside
+ * block_readv() & co or block_submit(), so a caller may hold its own lock
+ * around those and take it again in the callback. */
 typedef void (*block_done_fn)(void *opaque, int result);
 
 enum block_op {
@@ -55,13 +57,24 @@ struct block_req {
 struct block_driver {
 	const char *name;          /* "raw", "qcow2", ... */
 	/* Queue one request (the block layer checked bounds and read-only).
-	 * Returns 0 (done will be called exactly once, maybe before this
-	 * returns) or -errno (done will not be called). */
+	 * Returns 0 (done will be called exactly once, later, from the event
+	 * loop) or -errno (done will not be called). */
 	int (*submit)(struct block_dev *bd, const struct block_req *req);
 	/* Push queued requests to the kernel.  May be NULL. */
 	void (*kick)(struct block_dev *bd);
 	/* Wait for every request in flight, then free the driver state. */
 	void (*close)(struct block_dev *bd);
+};
+
+/* What a driver sent to the kernel, for tests and diagnostics: counters
+ * prove that an operation really reached the host (a flush that is a
+ * no-op would leave flushes_done at 0). */
+struct block_stats {
+	uint64_t sqes[5];          /* io_uring submissions per enum block_op
+				    * (resubmissions of short transfers count) */
+	uint64_t flushes_done;     /* fdatasyncs the kernel reported done */
+	uint64_t bounced;          /* O_DIRECT requests copied through a bounce buffer */
+	uint64_t zero_fallbacks;   /* WRITE_ZEROES written as zeros (fallocate refused) */
 };
 
 struct block_dev {
@@ -73,6 +86,7 @@ struct block_dev {
 	bool can_discard;          /* DISCARD / WRITE_ZEROES really free space */
 	char *name;                /* the file path, for messages */
 	struct evloop *loop;
+	struct block_stats stats;  /* kept by the driver, I/O thread only */
 };
 
 struct block_opts {
@@ -82,23 +96,34 @@ struct block_opts {
 	bool direct;               /* cache=none: O_DIRECT */
 };
 
-/* Open the image at o->path on the I/O thread of `loop` and lock it
- * (OFD locks on the bytes QEMU uses: a writer excludes other writers;
- * read-only opens share).  Returns 0 with *out set, or -errno with a
+/* Open the image at o->path (a regular file or a block device) on the I/O
+ * thread of `loop` and lock it with OFD locks on the bytes QEMU uses
+ * (block/file-posix.c: byte 100 + bit for each permission held, 200 + bit
+ * for each permission not shared, BLK_PERM_* bits): a writer holds
+ * CONSISTENT_READ|WRITE and shares only CONSISTENT_READ|WRITE_UNCHANGED, so
+ * it excludes other writers, kvmm's or QEMU's; a read-only open holds
+ * CONSISTENT_READ and shares everything, so it coexists with readers and
+ * writers.  format NULL probes: only raw exists, and a qcow2 file is
+ * refused rather than exposed as raw.  With o->direct the file is opened
+ * O_DIRECT and logical_block is the host's (BLKSSZGET, statx
+ * STATX_DIOALIGN, else 4096).  Returns 0 with *out set, or -errno with a
  * one-line message naming the file and the problem in err (-EAGAIN when
  * another process holds the lock, -EINVAL for a format we cannot open). */
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
 
-/* Wrap a driver supplied by the caller (tests). `state` is the driver's.
- * Returns 0 or -ENOMEM. */
+/* Wrap a driver supplied by the caller (tests). `state` is the driver's
+ * (freed by its close).  logical_block is 512.  Returns 0 or -ENOMEM. */
 int block_open_driver(const struct block_driver *drv, void *state,
 		      uint64_t size, bool readonly, struct evloop *loop,
 		      struct block_dev **out);
 
-/* Queue a request.  Bounds are checked here: a range past the end gives
- * -EINVAL, a write to a read-only device -EROFS (done is not called on
- * error).  Returns 0 when queued. */
+/* Queue a request.  Bounds are checked here: a range past the end (or
+ * more than IOV_MAX segments) gives -EINVAL, a write, discard or write
+ * zeroes on a read-only device -EROFS (done is not called on error).
+ * With O_DIRECT, a write whose offset or length is not a multiple of
+ * logical_block gives -EINVAL; unaligned memory and unaligned reads are
+ * bounced.  Returns 0 when queued (sent at the next block_submit()). */
 int block_readv(struct block_dev *bd, uint64_t offset, const struct iovec *iov,
 		int iovcnt, block_done_fn done, void *opaque);
 int block_writev(struct block_dev *bd, uint64_t offset, const struct iovec *iov,
@@ -109,10 +134,11 @@ int block_discard(struct block_dev *bd, uint64_t offset, uint64_t len,
 int block_write_zeroes(struct block_dev *bd, uint64_t offset, uint64_t len,
 		       bool unmap, block_done_fn done, void *opaque);
 
-/* Send every queued request to the kernel. */
+/* Send every queued request to the kernel (io_uring_submit). */
 void block_submit(struct block_dev *bd);
 
-/* Wait for requests in flight, unlock and close.  NULL is a no-op. */
+/* Wait for requests in flight (their callbacks run, from here), unlock and
+ * close.  NULL is a no-op. */
 void block_close(struct block_dev *bd);
 
 #endif
