@@ -23,6 +23,7 @@
 #include "arch/x86/acpi.h"
 #include "arch/x86/boot.h"
 #include "cli/cli.h"
+#include "cli/run_devices.h"
 #include "util/size.h"
 #include "core/accel.h"
 #include "core/chardev.h"
@@ -48,6 +49,7 @@ struct run_opts {
 	bool gdb_wait;
 	unsigned trace;      /* ACCEL_TRACE_* */
 	const char *trace_file;
+	struct run_devices dev; /* --disk, --rng, --console virtio, --transport */
 };
 
 static void usage(FILE *f)
@@ -63,8 +65,19 @@ static void usage(FILE *f)
 "  --cmdline STRING     kernel command line\n"
 "  --mem SIZE           guest RAM: K/M/G/T suffix, bare number = MiB (default 256M)\n"
 "  --cpus N             number of vCPUs (default 1)\n"
-"  --console stdio|none|FILE\n"
-"                       where COM1 goes (default stdio)\n"
+"  --console stdio|none|FILE|virtio\n"
+"                       where COM1 goes (default stdio); virtio: stdin/stdout\n"
+"                       on a virtio-console instead (the guest's hvc0; boot\n"
+"                       with console=hvc0), COM1 goes nowhere\n"
+"  --disk path=FILE[,readonly=on][,serial=STR][,cache=none|writeback]\n"
+"         [,queues=N][,format=raw][,transport=pci|mmio]\n"
+"                       a virtio-blk disk (repeatable: vda, vdb, ... in this\n"
+"                       order); cache=none uses O_DIRECT; a file another kvmm\n"
+"                       or QEMU has open for writing is refused\n"
+"  --rng[=pci|mmio]     a virtio-rng device fed from the host's getrandom()\n"
+"  --transport pci|mmio how virtio devices attach unless they say (default\n"
+"                       pci; mmio devices are described in ACPI like QEMU's\n"
+"                       microvm)\n"
 "  --accel auto|kvm|emu accelerator (default auto: KVM where it can run the\n"
 "                       guest, else the software CPU, emu, which is much\n"
 "                       slower; stock Linux kernels cannot run on PVM hosts)\n"
@@ -121,7 +134,8 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 {
 	enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_MEM, OPT_CPUS,
 	       OPT_CONSOLE, OPT_ACCEL, OPT_REBOOT, OPT_VERSION, OPT_GDB,
-	       OPT_GDB_WAIT, OPT_TRACE, OPT_TRACE_FILE };
+	       OPT_GDB_WAIT, OPT_TRACE, OPT_TRACE_FILE, OPT_DISK, OPT_RNG,
+	       OPT_TRANSPORT };
 	static const struct option longopts[] = {
 		{ "kernel", required_argument, NULL, OPT_KERNEL },
 		{ "initrd", required_argument, NULL, OPT_INITRD },
@@ -136,6 +150,9 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 		{ "gdb-wait", no_argument, NULL, OPT_GDB_WAIT },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "trace-file", required_argument, NULL, OPT_TRACE_FILE },
+		{ "disk", required_argument, NULL, OPT_DISK },
+		{ "rng", optional_argument, NULL, OPT_RNG },
+		{ "transport", required_argument, NULL, OPT_TRANSPORT },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, 'h' },
@@ -175,7 +192,25 @@ static int parse_opts(int argc, char **argv, struct run_opts *o)
 			}
 			o->cpus = (int)n;
 			break;
-		case OPT_CONSOLE: o->console = optarg; break;
+		case OPT_CONSOLE:
+			o->dev.virtio_console = !strcmp(optarg, "virtio");
+			o->console = o->dev.virtio_console ? "stdio" : optarg;
+			break;
+		case OPT_DISK:
+			if (run_parse_disk(&o->dev, optarg))
+				return 1;
+			break;
+		case OPT_RNG:
+			o->dev.rng = true;
+			if (optarg && run_parse_transport("--rng", optarg,
+							  &o->dev.rng_transport))
+				return 1;
+			break;
+		case OPT_TRANSPORT:
+			if (run_parse_transport("--transport", optarg,
+						&o->dev.transport))
+				return 1;
+			break;
 		case OPT_ACCEL:
 			if (strcmp(optarg, "auto") && strcmp(optarg, "kvm") &&
 			    strcmp(optarg, "emu")) {

@@ -95,6 +95,25 @@ static void kvm_send_msi(void *opaque, uint64_t addr, uint32_t data)
 		log_debug("KVM_SIGNAL_MSI: %s", strerror(errno));
 }
 
+/* ---- ioeventfd: doorbells the kernel signals without an exit ------------- */
+
+static int kvm_ioeventfd(void *opaque, bool pio, uint64_t addr, unsigned len,
+			 int fd, bool assign)
+{
+	struct kvm_state *k = opaque;
+	struct kvm_ioeventfd ioe = {
+		.addr = addr, .len = len, .fd = fd,
+		.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) |
+			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+	};
+
+	return ioctl(k->vm_fd, KVM_IOEVENTFD, &ioe) < 0 ? -errno : 0;
+}
+
+static const struct vm_ioeventfd_ops kvm_ioeventfd_ops = {
+	.assign = kvm_ioeventfd,
+};
+
 static const struct irq_ops kvm_irq_ops = {
 	.set_level = kvm_set_level,
 	.send_msi = kvm_send_msi,
@@ -501,6 +520,10 @@ static int kvm_create(struct vm *vm, const struct x86_boot_regs *regs,
 	sigaction(KVM_KICK_SIGNAL, &sa, NULL);
 	vm->irq.ops = &kvm_irq_ops;
 	vm->irq.opaque = k;
+	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) > 0) {
+		vm->ioeventfd = &kvm_ioeventfd_ops;
+		vm->ioeventfd_opaque = k;
+	}
 	*in_kernel_irqchip = true;
 	*state = k;
 	return 0;
@@ -572,6 +595,8 @@ static void kvm_destroy(void *state)
 		close(k->sys_fd);
 	if (k->vm->irq.opaque == k)
 		k->vm->irq.ops = NULL;
+	if (k->vm->ioeventfd_opaque == k)
+		k->vm->ioeventfd = NULL;
 	kvm_debug_destroy(k);
 	free(k);
 }
