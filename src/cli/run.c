@@ -33,6 +33,7 @@
 #include "hw/pc.h"
 #include "hw/pci.h"
 #include "util/log.h"
+#include "virtio/mmio.h"
 
 #define MEM_MIN (2ull << 20)  /* below this no kernel we load fits */
 #define MEM_MAX (1ull << 40)  /* 1 TiB: beyond it, surely a typo */
@@ -279,6 +280,7 @@ struct run_ctx {
 	struct vm vm;
 	struct evloop loop;
 	struct chardev *console;
+	struct chardev *com1_null; /* COM1's backend with --console virtio */
 	int sigfd;
 	struct gdbstub *gdb;  /* --gdb, or NULL */
 	FILE *trace;          /* --trace's file, or NULL */
@@ -376,8 +378,9 @@ static const struct accel_ops *pick_accel(const struct run_opts *o,
  * They go last because they describe the devices, but the RSDP address is
  * fixed, so the boot protocol already passed it to the guest. */
 static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
-		      uint64_t rsdp_addr)
+		      const struct run_virtio *virtio, uint64_t rsdp_addr)
 {
+	struct virtio_mmio_list mmio = { virtio->mmio, virtio->nr_mmio };
 	struct acpi_config acpi;
 	struct acpi_dsdt_chain dsdt = { 0 };
 	struct acpi_mcfg_alloc mcfg;
@@ -389,6 +392,8 @@ static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
 	acpi.mcfg = &mcfg;
 	acpi.nr_mcfg = 1;
 	r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
+	if (!r)
+		r = acpi_dsdt_chain_add(&dsdt, virtio_mmio_dsdt, &mmio);
 	acpi.dsdt_extra = acpi_dsdt_chain_run;
 	acpi.dsdt_extra_opaque = &dsdt;
 	if (!r)
@@ -410,6 +415,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	const struct accel_ops *accel;
 	struct pc_board_config board;
 	struct pci_bus *pci = NULL;
+	struct run_virtio virtio = { 0 };
 	void *accel_state = NULL;
 	bool in_kernel = false;
 	char err[512] = "";
@@ -443,15 +449,21 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 		goto out_accel;
 	}
 	ctx->loop.vm = vm;
-	board = (struct pc_board_config){ .console = ctx->console,
-					  .in_kernel_irqchip = in_kernel };
+	/* With --console virtio the terminal is the virtio-console's and
+	 * COM1 talks to nobody. */
+	board = (struct pc_board_config){
+		.console = o->dev.virtio_console ? ctx->com1_null : ctx->console,
+		.in_kernel_irqchip = in_kernel };
 	/* Without an in-kernel irqchip the accelerator says where the
 	 * board's PIC, IOAPIC and MSIs deliver, and learns about them. */
 	if (!in_kernel && accel->board_config)
 		accel->board_config(accel_state, &board);
 	r = pc_board_create(vm, &board, &pci);
 	if (!r)
-		r = build_acpi(vm, o->cpus, pci, boot.rsdp_addr);
+		r = run_devices_create(&o->dev, vm, &ctx->loop, pci, ctx->console,
+				       &virtio);
+	if (!r)
+		r = build_acpi(vm, o->cpus, pci, &virtio, boot.rsdp_addr);
 	if (!r && accel->board_ready)
 		r = accel->board_ready(accel_state, vm);
 	if (!r && ctx->trace) {
@@ -551,6 +563,10 @@ int cli_run(int argc, char **argv)
 	ctx.console = open_console(&ctx, o.console);
 	if (!ctx.console)
 		return KVMM_EXIT_ERROR;
+	if (o.dev.virtio_console && !(ctx.com1_null = chardev_open_null())) {
+		log_error("cannot open a null console for COM1: %s", strerror(errno));
+		return KVMM_EXIT_ERROR;
+	}
 	if (o.trace) {
 		const char *tf = o.trace_file ? o.trace_file : "kvmm-trace.log";
 
@@ -574,6 +590,8 @@ int cli_run(int argc, char **argv)
 	if (ctx.trace)
 		fclose(ctx.trace);
 	chardev_close(ctx.console);
+	chardev_close(ctx.com1_null);
+	run_devices_free(&o.dev);
 	evloop_destroy(&ctx.loop);
 	close(ctx.sigfd);
 	return status;

@@ -14,6 +14,12 @@
 #include <string.h>
 
 #include "util/log.h"
+#include "virtio/blk.h"
+#include "virtio/console.h"
+#include "virtio/mmio.h"
+#include "virtio/pci.h"
+#include "virtio/rng.h"
+#include "virtio/virtio.h"
 
 int run_parse_transport(const char *opt, const char *s, enum run_transport *t)
 {
@@ -137,6 +143,86 @@ bad:
 	free(dk->spec);
 	dk->spec = NULL;
 	return 1;
+}
+
+/* Attach `vd` to its transport; on failure it is freed here. */
+static int attach(const struct run_devices *d, enum run_transport t,
+		  struct vm *vm, struct pci_bus *pci, struct virtio_dev *vd,
+		  const char *what, struct run_virtio *out)
+{
+	int r;
+
+	if (t == RUN_TRANSPORT_DEFAULT)
+		t = d->transport == RUN_TRANSPORT_MMIO ? RUN_TRANSPORT_MMIO
+						       : RUN_TRANSPORT_PCI;
+	if (t == RUN_TRANSPORT_PCI) {
+		r = virtio_pci_create(pci, vd, NULL);
+	} else if (out->nr_mmio == VIRTIO_MMIO_MAX_DEVICES) {
+		r = -ENOSPC;
+	} else {
+		r = virtio_mmio_create(vm, vd, out->nr_mmio,
+				       &out->mmio[out->nr_mmio]);
+		if (!r)
+			out->nr_mmio++;
+	}
+	if (r) {
+		log_error("%s: no room on the virtio-%s transport: %s", what,
+			  t == RUN_TRANSPORT_PCI ? "pci" : "mmio", strerror(-r));
+		virtio_dev_destroy(vd);
+	}
+	return r;
+}
+
+int run_devices_create(const struct run_devices *d, struct vm *vm,
+		       struct evloop *loop, struct pci_bus *pci,
+		       struct chardev *console, struct run_virtio *out)
+{
+	struct virtio_dev *vd;
+	char err[512];
+	int r;
+
+	out->nr_mmio = 0;
+	for (int i = 0; i < d->nr_disks; i++) {
+		const struct run_disk *dk = &d->disks[i];
+		struct virtio_blk_opts bo = {
+			.path = dk->path,
+			.readonly = dk->readonly,
+			.serial = dk->serial,
+			.cache = dk->direct ? VIRTIO_BLK_CACHE_NONE
+					    : VIRTIO_BLK_CACHE_WRITEBACK,
+			.queues = dk->queues,
+		};
+
+		err[0] = '\0';
+		r = virtio_blk_create(vm, loop, &bo, &vd, err, sizeof(err));
+		if (r) {
+			log_error("--disk %s", err[0] ? err : strerror(-r));
+			return r;
+		}
+		if ((r = attach(d, dk->transport, vm, pci, vd, dk->path, out)))
+			return r;
+	}
+	if (d->virtio_console) {
+		r = virtio_console_create(vm, loop, console, &vd);
+		if (r) {
+			log_error("cannot create the virtio-console: %s", strerror(-r));
+			return r;
+		}
+		if ((r = attach(d, RUN_TRANSPORT_DEFAULT, vm, pci, vd,
+				"virtio-console", out)))
+			return r;
+	}
+	if (d->rng) {
+		r = virtio_rng_create(vm, loop, &vd);
+		if (r) {
+			log_error("cannot create the virtio-rng: %s", strerror(-r));
+			return r;
+		}
+		if ((r = attach(d, d->rng_transport, vm, pci, vd, "virtio-rng",
+				out)))
+			return r;
+	}
+	return 0;
 }
 
 void run_devices_free(struct run_devices *d)

@@ -47,6 +47,28 @@ int run_parse_disk(struct run_devices *d, const char *spec);
  * Returns 0, or 1 after printing one line. */
 int run_parse_transport(const char *opt, const char *s, enum run_transport *t);
 
+struct vm;
+struct evloop;
+struct chardev;
+struct pci_bus;
+struct virtio_mmio;
+
+/* What run_devices_create() put on the machine that ACPI must describe. */
+struct run_virtio {
+	struct virtio_mmio *mmio[32];  /* VIRTIO_MMIO_MAX_DEVICES */
+	unsigned nr_mmio;
+};
+
+/* Create the devices `d` asks for on `vm`, in command-line order (disks,
+ * then the console, then the rng), each on its transport: a PCI slot on
+ * `pci`, or the next virtio-mmio slot.  Queues are served on `loop`.  The
+ * virtio-console takes `console`.  The machine owns the devices once
+ * created (vm_destroy frees them).  Returns 0, or -errno after printing one
+ * line naming the device and the problem. */
+int run_devices_create(const struct run_devices *d, struct vm *vm,
+		       struct evloop *loop, struct pci_bus *pci,
+		       struct chardev *console, struct run_virtio *out);
+
 /* Free what parsing allocated. */
 void run_devices_free(struct run_devices *d);
 
