@@ -130,7 +130,8 @@ def multiboot_elf():
 PORTS = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x40, 0x41, 0x42, 0x43, 0x61,
          0x60, 0x64, 0x70, 0x71, 0x80, 0xf4, 0xcf9, 0x510, 0x511, 0x514,
          0x518] + [0x3f8 + i for i in range(8)] + \
-        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622]
+        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622, 0xcf8, 0xcfc, 0xcfe,
+         0xc000, 0xc008]
 
 
 def port(p):
@@ -183,6 +184,20 @@ def event(kind, a=0):
 
 def fwcfg_read(key, n):
     return bytes([15]) + struct.pack('<H', key) + bytes([n])
+
+
+def ecam_w(slot, reg, v, size=4):
+    return (bytes([2 | (SIZE[size] | 4) << 4]) + struct.pack('<I', slot << 15 | reg)
+            + struct.pack('<Q', v))
+
+
+def ecam_r(slot, reg, size=4):
+    return bytes([3 | (SIZE[size] | 4) << 4]) + struct.pack('<I', slot << 15 | reg)
+
+
+def bar_w(off, v, size=4):
+    return (bytes([2 | (SIZE[size] | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
+            + struct.pack('<Q', v))
 
 
 def device_seeds():
@@ -238,6 +253,17 @@ def device_seeds():
                     + inp(0x600, 2) + out(0x600, 0x0100, 2) + inp(0x608, 4)
                     + out(0x622, 0x0001, 2) + event(5, 0) + inp(0x620, 2)
                     + advance(5000000000 & 0xffffffff) + ROUNDTRIP + out(0x604, 0x2000, 2))
+    # PCI: the host bridge by 0xCF8/0xCFC, the function by ECAM: size and
+    # move BAR 0, enable decoding, MSI-X with the function masked, a
+    # notification left pending, unmask, INTx with INTX_DISABLE.
+    s['pci'] = (out(0xcf8, 0x80000000, 4) + inp(0xcfc, 4) + out(0xcf8, 0x80000808, 4)
+                + inp(0xcfe, 2) + ecam_r(1, 0) + ecam_w(1, 0x10, 0xffffffff) + ecam_r(1, 0x10)
+                + ecam_w(1, 0x10, 0xc0008000) + ecam_w(1, 0x04, 0x0407, 2)
+                + bar_w(0x8008, 0x1234) + ecam_w(1, 0x10, 0xc0000000) + inp(0xc000, 4)
+                + ecam_w(1, 0x52, 0xc000, 2) + bar_w(0x2000, 0xfee00000) + bar_w(0x2008, 0x41)
+                + bar_w(0x200c, 0) + event(11, 0) + ecam_w(1, 0x52, 0x8000, 2)
+                + event(12, 1) + ecam_w(1, 0x04, 0x0003, 2) + ecam_r(1, 0x06, 2)
+                + event(12, 0) + ROUNDTRIP + RESET + ecam_r(1, 0x10))
     # Misc: POST, debug exit, 0xCF9, state loads and a machine reset.
     s['misc'] = (out(0x80, 0x55) + inp(0x80) + out(0xcf9, 0x02) + out(0xcf9, 0x06)
                  + out(0xf4, 0x10, 4) + bytes([11 | 3 << 4, 3, 0, 0, 5, 1, 9, 2, 3, 4])
@@ -246,7 +272,7 @@ def device_seeds():
 
 
 STATE_DEVICES = ['pic', 'ioapic', 'pit', 'uart_16550', 'i8042', 'cmos_rtc',
-                 'fw_cfg', 'post_port', 'debug_exit', 'reset_cf9', 'acpi_pm']
+                 'fw_cfg', 'post_port', 'debug_exit', 'pci', 'reset_cf9', 'acpi_pm']
 
 
 def state_seeds():
