@@ -428,6 +428,19 @@ static void test_capabilities(void **state)
 	assert_true(off2 >= off1 + 8 && !(off2 & 3));
 	assert_int_equal(pci_cap_add(f->t[0].pci, 0x05, big, sizeof(big), NULL),
 			 -ENOSPC);
+	{
+		/* Filling up to 0x100 exactly, then nothing more fits. */
+		struct fixture *g = setup(1);
+		uint8_t o;
+		size_t fill = 0x100 - 0x40 - 2;
+
+		assert_int_equal(pci_cap_add(g->t[0].pci, 0x09, big, fill, &o), 0);
+		assert_int_equal(o, 0x40);
+		assert_int_equal(pci_cap_add(g->t[0].pci, 0x09, big, 0, NULL),
+				 -ENOSPC);
+		assert_int_equal(ecam_r(g->h, 1, 0, 4), 0x56781234);
+		teardown(g);
+	}
 	assert_int_not_equal(ecam_r(h, 1, PCI_STATUS, 2) & PCI_STATUS_CAP_LIST, 0);
 
 	/* Walk the list as an OS does. */
