@@ -400,13 +400,14 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			       uint64_t gpa, unsigned stack)
 {
 	struct emu_insn tmp[EMU_BLOCK_MAX_INSNS];
+	bool dead[EMU_BLOCK_MAX_INSNS];
 	struct emu_code_map *m = bc->map;
 	const uint8_t *host;
 	struct emu_block *b;
 	uint64_t avail, pos = 0;
 	int64_t page;
 	uint32_t gen;
-	unsigned n = 0;
+	unsigned n = 0, live;
 	size_t size;
 
 	page = emu_code_page(m, gpa);
@@ -450,8 +451,16 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->succ[0] = b->succ[1] = NULL;
 	b->succ_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
+	live = EMU_FL_STATUS; /* FLAG LIVENESS in blocks.h */
+	for (unsigned i = n; i-- > 0;) {
+		unsigned reads, kill, touch;
+
+		emu_flags_effect(&tmp[i], &reads, &kill, &touch);
+		dead[i] = touch && !(touch & live);
+		live = (live & ~kill) | reads;
+	}
 	for (unsigned i = 0; i < n; i++) {
-		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode);
+		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode, dead[i]);
 
 		b->slot[i].in = tmp[i];
 		if (!f)

@@ -138,8 +138,25 @@ int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
 
 /* exec_fast.c: a specialised threaded handler for `in` decoded in
  * `mode` (enum emu_mode; only 64-bit mode has them), or NULL when
- * emu_t_generic() must run it. */
-emu_thandler emu_fast_handler(const struct emu_insn *in, int mode);
+ * emu_t_generic() must run it.  `nf`: the instruction's flags are dead
+ * (see emu_flags_effect()), a handler that does not record them will do. */
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf);
+
+/*
+ * FLAG LIVENESS.  Most flag results are overwritten before anything reads
+ * them, so a block is scanned backwards when built: an instruction whose
+ * flags are all overwritten later in the block, with no reader and no
+ * instruction that may fault in between, gets a handler that skips the
+ * lazy-flag record.  Flags are live at the block's end and before any
+ * instruction that may fault (an exception handler sees RFLAGS), and a
+ * block is only left early after such an instruction or a branch, so
+ * RFLAGS is exact wherever anyone can look at it.  The status flags
+ * (EMU_FL_STATUS bits) that `in` reads (*reads: all for an instruction
+ * that may fault or that kvmm does not classify), always sets whatever
+ * its operands (*kill), and may set (*touch).
+ */
+void emu_flags_effect(const struct emu_insn *in, unsigned *reads,
+		      unsigned *kill, unsigned *touch);
 
 /* Run `in` alone at CS:RIP through threaded handler `h` (tests: the
  * specialised handlers against emu_step()).  Returns as emu_execute(),

@@ -24,6 +24,37 @@
 #define TH(name) \
 	static int name(struct emu_cpu *cpu, const struct emu_slot *s, \
 			uint64_t rip)
+/* A handler with a memory operand, in two copies: `name` computes the
+ * address the general way (emu_ea(), FS/GS bases), `name##_b` only for
+ * [base + disp] with 64-bit addressing and no FS/GS override (eak), the
+ * form most memory operands take. */
+#define TH_MEM(name)                                                          \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool eak);                                              \
+	TH(name) { return name##_(cpu, s, rip, false); }                      \
+	TH(name##_b) { return name##_(cpu, s, rip, true); }                   \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool eak)
+
+/* A flag-setting handler in two copies: `name` records the flags,
+ * `name##_nf` does not, for an instruction whose flags the block
+ * overwrites before anything can read them (blocks.c decides from
+ * emu_flags_effect(); F says which copy the body is). */
+#define TH_F(name)                                                            \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool F);                                                \
+	TH(name) { return name##_(cpu, s, rip, true); }                       \
+	TH(name##_nf) { return name##_(cpu, s, rip, false); }                 \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool F)
+
+/* lz() in a TH_F body. */
+#define LZ(...) do { if (F) lz(__VA_ARGS__); } while (0)
+
 /* The address of the next instruction. */
 #define NEXT (rip + s->in.len)
 /* Fall through to the next slot. */
@@ -75,7 +106,7 @@ wrs(struct emu_cpu *cpu, unsigned reg, unsigned S, uint64_t v)
 
 /* The host byte behind a data access of `size` bytes at linear `lin`
  * that hits the TLB with the permission bits `need` and stays inside one
- * canonical RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
+ * RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
  * (mem.c: fast64()) without the calls.  *gpa: its guest-physical
  * address. */
 static inline __attribute__((always_inline)) uint8_t *
@@ -84,8 +115,9 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 {
 	const struct emu_tlb_entry *e;
 
-	if ((lin & 0xfff) + size > 0x1000 ||
-	    (uint64_t)((int64_t)(lin << 16) >> 16) != lin)
+	/* No canonical check: the TLB holds only canonical pages (mmu.h),
+	 * so a non-canonical address misses and the slow path faults. */
+	if ((lin & 0xfff) + size > 0x1000)
 		return NULL;
 	e = emu_tlb_hit(cpu, lin, need);
 	if (!e || !e->host)
@@ -94,15 +126,21 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 	return e->host + (lin & 0xfff);
 }
 
-/* fhost_lin() of memory operand `o` (`next`: the RIP-relative base). */
+/* fhost_lin() of memory operand `o` (`next`: the RIP-relative base;
+ * eak: the operand is [base + disp], see TH_MEM). */
 static inline __attribute__((always_inline)) uint8_t *
 fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
-      unsigned size, uint64_t next, unsigned need, uint64_t *gpa)
+      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, bool eak)
 {
-	uint64_t lin = emu_ea(cpu, in, o, next);
+	uint64_t lin;
 
-	if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
-		lin += cpu->seg[o->seg].base;
+	if (eak) {
+		lin = (uint64_t)o->val + cpu->gpr[o->base];
+	} else {
+		lin = emu_ea(cpu, in, o, next);
+		if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
+			lin += cpu->seg[o->seg].base;
+	}
 	return fhost_lin(cpu, lin, size, need, gpa);
 }
 
@@ -134,7 +172,7 @@ st(uint8_t *h, unsigned size, uint64_t v)
 	do {                                                                  \
 		uint64_t gpa_;                                                \
 		const uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,     \
-					  NEED(READ), &gpa_);                 \
+					  NEED(READ), &gpa_, eak);            \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		(v) = ld(h_, (size));                                         \
@@ -145,7 +183,7 @@ st(uint8_t *h, unsigned size, uint64_t v)
 	do {                                                                  \
 		uint64_t gpa_;                                                \
 		uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,           \
-				    NEED(WRITE), &gpa_);                      \
+				    NEED(WRITE), &gpa_, eak);                 \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		st(h_, (size), (v));                                          \
@@ -207,11 +245,11 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 
 /* ---- ALU: ADD ADC SUB SBB CMP AND OR XOR TEST ------------------------- */
 
-/* `a` op `b` of `size` bytes, the flags recorded; *w: whether the result
- * is written back (not for CMP and TEST). */
+/* `a` op `b` of `size` bytes, the flags recorded if F; *w: whether the
+ * result is written back (not for CMP and TEST). */
 static inline __attribute__((always_inline)) uint64_t
 alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
-    uint64_t b, bool *w)
+    uint64_t b, bool *w, const bool F)
 {
 	uint64_t r, aux;
 
@@ -219,52 +257,52 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 	switch (op) {
 	case EMU_OP_ADD:
 		r = a + b;
-		lz(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
+		LZ(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
 		return r;
 	case EMU_OP_ADC:
 		aux = emu_flag_cf(cpu);
 		r = a + b + aux;
-		lz(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
+		LZ(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
 		return r;
 	case EMU_OP_SUB:
 		r = a - b;
-		lz(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
+		LZ(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
 		return r;
 	case EMU_OP_SBB:
 		aux = emu_flag_cf(cpu);
 		r = a - b - aux;
-		lz(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
+		LZ(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
 		return r;
 	case EMU_OP_CMP:
 		*w = false;
-		lz(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
+		LZ(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
 		return 0;
 	case EMU_OP_AND:
 		r = a & b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	case EMU_OP_OR:
 		r = a | b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	case EMU_OP_XOR:
 		r = a ^ b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	default: /* TEST */
 		*w = false;
-		lz(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
 		return 0;
 	}
 }
 
 /* reg op= b */
-#define ALU_REG(OPK, S)                                                       \
+#define ALU_REG(OPK, S, FL)                                                   \
 	do {                                                                  \
 		unsigned d_ = s->in.opnd[0].reg;                              \
 		bool w_;                                                      \
 		uint64_t r_ = alu(cpu, OPK, S, emu_mask(S), rd(cpu, d_, S),   \
-				  b, &w_);                                    \
+				  b, &w_, FL);                                \
 		if (w_)                                                       \
 			wrs(cpu, d_, S, r_);                                  \
 		CONT();                                                       \
@@ -282,15 +320,15 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 		bool w;                                                       \
 		if (OPK == EMU_OP_CMP || OPK == EMU_OP_TEST) {                \
 			FLOAD(&s->in.opnd[0], S, a);                          \
-			alu(cpu, OPK, S, emu_mask(S), a, b, &w);              \
+			alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);        \
 			CONT();                                               \
 		}                                                             \
 		h = fhost(cpu, &s->in, &s->in.opnd[0], S, NEXT,               \
-			  NEED(READ) | NEED(WRITE), &gpa);                    \
+			  NEED(READ) | NEED(WRITE), &gpa, eak);               \
 		if (!h)                                                       \
 			SLOW();                                               \
 		a = ld(h, S);                                                 \
-		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w);                  \
+		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);            \
 		st(h, S, r);                                                  \
 		emu_code_note_write(cpu, gpa, S);                             \
 		CONT_W();                                                     \
@@ -299,23 +337,23 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 /* The four forms (reg op reg, reg op imm, reg op mem, mem op reg/imm) of
  * one operation at operand size S. */
 #define ALU_SIZE(name, OPK, S)                                                \
-TH(f_##name##_rr##S)                                                          \
+TH_F(f_##name##_rr##S)                                                        \
 {                                                                             \
 	uint64_t b = rd(cpu, s->in.opnd[1].reg, S);                           \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, F);                                                   \
 }                                                                             \
-TH(f_##name##_ri##S)                                                          \
+TH_F(f_##name##_ri##S)                                                        \
 {                                                                             \
 	uint64_t b = src_imm(&s->in, emu_mask(S));                            \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, F);                                                   \
 }                                                                             \
-TH(f_##name##_rm##S)                                                          \
+TH_MEM(f_##name##_rm##S)                                                      \
 {                                                                             \
 	uint64_t b;                                                           \
 	FLOAD(&s->in.opnd[1], S, b);                                          \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, true);                                                \
 }                                                                             \
-TH(f_##name##_m##S)                                                           \
+TH_MEM(f_##name##_m##S)                                                       \
 {                                                                             \
 	ALU_MEM(OPK, S);                                                      \
 }
@@ -325,11 +363,18 @@ ALU_SIZE(name, OPK, 1)                                                        \
 ALU_SIZE(name, OPK, 2)                                                        \
 ALU_SIZE(name, OPK, 4)                                                        \
 ALU_SIZE(name, OPK, 8)                                                        \
-static const emu_thandler alu_##name[4][4] = {                                \
+static const emu_thandler alu_##name[8][4] = {                                \
 	{ f_##name##_rr1, f_##name##_rr2, f_##name##_rr4, f_##name##_rr8 },   \
 	{ f_##name##_ri1, f_##name##_ri2, f_##name##_ri4, f_##name##_ri8 },   \
 	{ f_##name##_rm1, f_##name##_rm2, f_##name##_rm4, f_##name##_rm8 },   \
 	{ f_##name##_m1, f_##name##_m2, f_##name##_m4, f_##name##_m8 },       \
+	{ f_##name##_rm1_b, f_##name##_rm2_b, f_##name##_rm4_b,               \
+	  f_##name##_rm8_b },                                                 \
+	{ f_##name##_m1_b, f_##name##_m2_b, f_##name##_m4_b, f_##name##_m8_b }, \
+	{ f_##name##_rr1_nf, f_##name##_rr2_nf, f_##name##_rr4_nf,            \
+	  f_##name##_rr8_nf },                                                \
+	{ f_##name##_ri1_nf, f_##name##_ri2_nf, f_##name##_ri4_nf,            \
+	  f_##name##_ri8_nf },                                                \
 };
 
 ALU_FORMS(add, EMU_OP_ADD)
@@ -362,6 +407,25 @@ TH(name##4)                                                                   \
 	__VA_ARGS__                                                           \
 }
 
+/* SIZED() with TH_F copies. */
+#define SIZED_F(name, ...)                                                    \
+TH_F(name##8)                                                                 \
+{                                                                             \
+	const uint64_t M = M8;                                                \
+	const unsigned S = 8;                                                 \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
+	__VA_ARGS__                                                           \
+}                                                                             \
+TH_F(name##4)                                                                 \
+{                                                                             \
+	const uint64_t M = M4;                                                \
+	const unsigned S = 4;                                                 \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
+	__VA_ARGS__                                                           \
+}
+
 /* The same body at operand sizes 1, 2, 4 and 8 (register operands of
  * any size through rd()/wrs()). */
 #define SIZED_ONE(name, SZ, ...)                                              \
@@ -377,6 +441,23 @@ TH(name##SZ)                                                                  \
 	SIZED_ONE(name, 4, __VA_ARGS__)                                       \
 	SIZED_ONE(name, 8, __VA_ARGS__)                                       \
 static const emu_thandler name[4] = { name##1, name##2, name##4, name##8 };
+#define SIZED_ONE_MEM(name, SZ, ...)                                          \
+TH_MEM(name##SZ)                                                              \
+{                                                                             \
+	const unsigned S = SZ;                                                \
+	const struct emu_insn *in = &s->in;                                   \
+	__VA_ARGS__                                                           \
+}
+/* The same, with a memory operand: name[eak][size]. */
+#define SIZED_ALL_MEM(name, ...)                                              \
+	SIZED_ONE_MEM(name, 1, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 2, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 4, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 8, __VA_ARGS__)                                   \
+static const emu_thandler name[2][4] = {                                      \
+	{ name##1, name##2, name##4, name##8 },                               \
+	{ name##1_b, name##2_b, name##4_b, name##8_b },                       \
+};
 
 SIZED_ALL(f_mov_rr, {
 	wrs(cpu, in->opnd[0].reg, S, rd(cpu, in->opnd[1].reg, S));
@@ -388,7 +469,7 @@ SIZED_ALL(f_mov_ri, {
 	CONT();
 })
 
-SIZED_ALL(f_mov_rm, {
+SIZED_ALL_MEM(f_mov_rm, {
 	uint64_t v;
 
 	FLOAD(&in->opnd[1], S, v);
@@ -396,12 +477,12 @@ SIZED_ALL(f_mov_rm, {
 	CONT();
 })
 
-SIZED_ALL(f_mov_mr, {
+SIZED_ALL_MEM(f_mov_mr, {
 	FSTORE(&in->opnd[0], S, rd(cpu, in->opnd[1].reg, S));
 	CONT_W();
 })
 
-SIZED_ALL(f_mov_mi, {
+SIZED_ALL_MEM(f_mov_mi, {
 	FSTORE(&in->opnd[0], S, (uint64_t)in->opnd[1].val);
 	CONT_W();
 })
@@ -413,7 +494,7 @@ TH(f_set_r)
 	CONT();
 }
 
-TH(f_set_m)
+TH_MEM(f_set_m)
 {
 	FSTORE(&s->in.opnd[0], 1, fcond(cpu, s->in.cc));
 	CONT_W();
@@ -432,14 +513,30 @@ SIZED_ALL(f_not_r, {
 	CONT();
 })
 
-SIZED_ALL(f_neg_r, {
-	unsigned d = in->opnd[0].reg;
-	uint64_t a = rd(cpu, d, S);
-
-	lz(cpu, EMU_LF_SUB, S, emu_mask(S), 0 - a, 0, a, 0);
-	wrs(cpu, d, S, 0 - a);
-	CONT();
-})
+/* NEG r: name[!F][size] */
+#define SIZED_ONE_F(name, SZ, ...)                                            \
+TH_F(name##SZ)                                                                \
+{                                                                             \
+	const unsigned S = SZ;                                                \
+	const struct emu_insn *in = &s->in;                                   \
+	__VA_ARGS__                                                           \
+}
+#define NEG_BODY {                                                             \
+	unsigned d = in->opnd[0].reg;                                         \
+	uint64_t a = rd(cpu, d, S);                                           \
+									      \
+	LZ(cpu, EMU_LF_SUB, S, emu_mask(S), 0 - a, 0, a, 0);                  \
+	wrs(cpu, d, S, 0 - a);                                                \
+	CONT();                                                               \
+}
+SIZED_ONE_F(f_neg_r, 1, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 2, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 4, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 8, NEG_BODY)
+static const emu_thandler f_neg_r[2][4] = {
+	{ f_neg_r1, f_neg_r2, f_neg_r4, f_neg_r8 },
+	{ f_neg_r1_nf, f_neg_r2_nf, f_neg_r4_nf, f_neg_r8_nf },
+};
 
 SIZED(f_lea, {
 	wr(cpu, in->opnd[0].reg, M, emu_ea(cpu, in, &in->opnd[1], NEXT));
@@ -464,7 +561,7 @@ TH(f_movzx_rr)
 	CONT();
 }
 
-TH(f_movzx_rm8)
+TH_MEM(f_movzx_rm8)
 {
 	uint64_t v;
 
@@ -473,7 +570,7 @@ TH(f_movzx_rm8)
 	CONT();
 }
 
-TH(f_movzx_rm16)
+TH_MEM(f_movzx_rm16)
 {
 	uint64_t v;
 
@@ -490,18 +587,20 @@ SIZED(f_movsx_rr, {
 	CONT();
 })
 
-SIZED(f_movsx_rm, {
-	unsigned ss = in->opnd[1].size;
+TH_MEM(f_movsx_rm)
+{
+	unsigned ss = s->in.opnd[1].size;
 	uint64_t v;
 
-	FLOAD(&in->opnd[1], ss, v);
-	wr(cpu, in->opnd[0].reg, M, emu_sext(v, ss));
+	FLOAD(&s->in.opnd[1], ss, v);
+	v = emu_sext(v, ss);
+	cpu->gpr[s->in.opnd[0].reg] = s->in.opnd[0].size == 8 ? v : (uint32_t)v;
 	CONT();
-})
+}
 
 /* ---- IMUL r, r / IMUL r, r, imm, MUL r ------------------------------- */
 
-TH(f_imul_rr8)
+TH_F(f_imul_rr8)
 {
 	const struct emu_insn *in = &s->in;
 	uint64_t a, b, lo;
@@ -517,11 +616,11 @@ TH(f_imul_rr8)
 	p = (__int128)(int64_t)a * (__int128)(int64_t)b;
 	lo = (uint64_t)p;
 	cpu->gpr[in->opnd[0].reg] = lo;
-	lz(cpu, EMU_LF_MUL, 8, M8, lo, 0, 0, p != (__int128)(int64_t)lo);
+	LZ(cpu, EMU_LF_MUL, 8, M8, lo, 0, 0, p != (__int128)(int64_t)lo);
 	CONT();
 }
 
-TH(f_imul_rr4)
+TH_F(f_imul_rr4)
 {
 	const struct emu_insn *in = &s->in;
 	uint64_t a, b;
@@ -536,12 +635,12 @@ TH(f_imul_rr4)
 	}
 	p = (int64_t)(int32_t)(uint32_t)a * (int64_t)(int32_t)(uint32_t)b;
 	cpu->gpr[in->opnd[0].reg] = (uint32_t)p;
-	lz(cpu, EMU_LF_MUL, 4, M4, (uint64_t)p, 0, 0,
+	LZ(cpu, EMU_LF_MUL, 4, M4, (uint64_t)p, 0, 0,
 	   p != (int64_t)(int32_t)(uint32_t)p);
 	CONT();
 }
 
-TH(f_mul_r8)
+TH_F(f_mul_r8)
 {
 	unsigned __int128 p = (unsigned __int128)cpu->gpr[EMU_RAX] *
 			      cpu->gpr[s->in.opnd[0].reg];
@@ -549,18 +648,18 @@ TH(f_mul_r8)
 
 	cpu->gpr[EMU_RAX] = (uint64_t)p;
 	cpu->gpr[EMU_RDX] = hi;
-	lz(cpu, EMU_LF_MUL, 8, M8, (uint64_t)p, 0, 0, hi != 0);
+	LZ(cpu, EMU_LF_MUL, 8, M8, (uint64_t)p, 0, 0, hi != 0);
 	CONT();
 }
 
-TH(f_mul_r4)
+TH_F(f_mul_r4)
 {
 	uint64_t p = (cpu->gpr[EMU_RAX] & M4) *
 		     (cpu->gpr[s->in.opnd[0].reg] & M4);
 
 	cpu->gpr[EMU_RAX] = (uint32_t)p;
 	cpu->gpr[EMU_RDX] = p >> 32;
-	lz(cpu, EMU_LF_MUL, 4, M4, p, 0, 0, (p >> 32) != 0);
+	LZ(cpu, EMU_LF_MUL, 4, M4, p, 0, 0, (p >> 32) != 0);
 	CONT();
 }
 
@@ -571,34 +670,34 @@ TH(f_mul_r4)
 #define CNT_C ((unsigned)(cpu->gpr[EMU_RCX] & 0xff))
 
 #define SHIFTS(sfx, CNT)                                                      \
-SIZED(f_shl_##sfx, {                                                          \
+SIZED_F(f_shl_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M, r = v << c;                             \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SHL, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SHL, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, c ? r : v);                                             \
 	CONT();                                                               \
 })                                                                            \
-SIZED(f_shr_##sfx, {                                                          \
+SIZED_F(f_shr_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M, r = v >> c;                             \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SHR, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SHR, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, r);                                                     \
 	CONT();                                                               \
 })                                                                            \
-SIZED(f_sar_##sfx, {                                                          \
+SIZED_F(f_sar_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M;                                         \
 	uint64_t r = (uint64_t)((int64_t)emu_sext(v, S) >> c);                \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SAR, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SAR, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, c ? r : v);                                             \
 	CONT();                                                               \
 })
@@ -608,7 +707,7 @@ SHIFTS(rc, CNT_C)
 
 /* ---- ROL / ROR r, imm (CF and OF recorded, see emu_lazy_rot()) -------- */
 
-SIZED(f_rol_ri, {
+SIZED_F(f_rol_ri, {
 	unsigned d = in->opnd[0].reg, bits = S * 8;
 	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
 	uint64_t v = cpu->gpr[d] & M, r;
@@ -618,12 +717,13 @@ SIZED(f_rol_ri, {
 		CONT();
 	}
 	r = c ? ((v << c) | (v >> (bits - c))) & M : v;
-	emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
+	if (F)
+		emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
 	wr(cpu, d, M, r);
 	CONT();
 })
 
-SIZED(f_ror_ri, {
+SIZED_F(f_ror_ri, {
 	unsigned d = in->opnd[0].reg, bits = S * 8;
 	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
 	uint64_t v = cpu->gpr[d] & M, r;
@@ -633,28 +733,29 @@ SIZED(f_ror_ri, {
 		CONT();
 	}
 	r = c ? ((v >> c) | (v << (bits - c))) & M : v;
-	emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
-		     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
+	if (F)
+		emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
+			     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
 	wr(cpu, d, M, r);
 	CONT();
 })
 
 /* ---- INC / DEC r -------------------------------------------------------- */
 
-SIZED(f_inc_r, {
+SIZED_F(f_inc_r, {
 	unsigned d = in->opnd[0].reg;
 	uint64_t a = cpu->gpr[d] & M;
 
-	lz(cpu, EMU_LF_INC, S, M, a + 1, a, 1, emu_flag_cf(cpu));
+	LZ(cpu, EMU_LF_INC, S, M, a + 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a + 1);
 	CONT();
 })
 
-SIZED(f_dec_r, {
+SIZED_F(f_dec_r, {
 	unsigned d = in->opnd[0].reg;
 	uint64_t a = cpu->gpr[d] & M;
 
-	lz(cpu, EMU_LF_DEC, S, M, a - 1, a, 1, emu_flag_cf(cpu));
+	LZ(cpu, EMU_LF_DEC, S, M, a - 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a - 1);
 	CONT();
 })
@@ -694,7 +795,7 @@ TH(f_jmp_r64)
 	return emu_t_leave(cpu, s, t);
 }
 
-TH(f_jmp_m64)
+TH_MEM(f_jmp_m64)
 {
 	uint64_t t;
 
@@ -793,6 +894,18 @@ static bool gpr(const struct emu_opnd *o, unsigned size)
 				o->reg < EMU_REG_AH + 4));
 }
 
+/* Whether memory operand `o` is [base + disp] with 64-bit addressing and
+ * no FS/GS base: the handlers' `_b` copies (TH_MEM). */
+static bool simple_ea(const struct emu_insn *in, const struct emu_opnd *o)
+{
+	return o->kind == EMU_OPND_MEM && o->base < 16 &&
+	       o->index == EMU_REG_NONE && in->addrsize == 8 &&
+	       o->seg != EMU_SEG_FS && o->seg != EMU_SEG_GS;
+}
+
+/* Pick the general or the [base + disp] copy of a TH_MEM handler. */
+#define MEMH(name, o) (simple_ea(in, (o)) ? name##_b : name)
+
 /* Index of operand size 1, 2, 4, 8 in the handler tables, or -1. */
 static int size_index(unsigned size)
 {
@@ -805,7 +918,10 @@ static int size_index(unsigned size)
 	}
 }
 
-emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
+/* The handler or its no-flags copy (TH_F). */
+#define FH(name) (nf ? name##_nf : name)
+
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 {
 	const struct emu_opnd *d = &in->opnd[0], *s = &in->opnd[1];
 	unsigned size = d->size, z;
@@ -835,14 +951,14 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 			return f_jmp_rel64;
 		if (gpr(d, 8))
 			return f_jmp_r64;
-		return d->kind == EMU_OPND_MEM && d->size == 8 ? f_jmp_m64 :
-		       NULL;
+		return d->kind == EMU_OPND_MEM && d->size == 8 ?
+		       MEMH(f_jmp_m64, d) : NULL;
 	case EMU_OP_SET:
 		if (in->nr_opnds != 1 || d->size != 1)
 			return NULL;
 		if (gpr(d, 1))
 			return f_set_r;
-		return d->kind == EMU_OPND_MEM ? f_set_m : NULL;
+		return d->kind == EMU_OPND_MEM ? MEMH(f_set_m, d) : NULL;
 	case EMU_OP_MOV:
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
@@ -851,16 +967,16 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
 			return f_mov_ri[si];
 		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
-			return f_mov_rm[si];
+			return f_mov_rm[simple_ea(in, s)][si];
 		if (d->kind == EMU_OPND_MEM && gpr(s, size))
-			return f_mov_mr[si];
+			return f_mov_mr[simple_ea(in, d)][si];
 		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
-			return f_mov_mi[si];
+			return f_mov_mi[simple_ea(in, d)][si];
 		return NULL;
 	case EMU_OP_NOT: case EMU_OP_NEG:
 		if (in->nr_opnds != 1 || si < 0 || !gpr(d, size))
 			return NULL;
-		return in->op == EMU_OP_NOT ? f_not_r[si] : f_neg_r[si];
+		return in->op == EMU_OP_NOT ? f_not_r[si] : f_neg_r[nf][si];
 	case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB:
 	case EMU_OP_CMP: case EMU_OP_AND: case EMU_OP_OR: case EMU_OP_XOR:
 	case EMU_OP_TEST: {
@@ -881,15 +997,16 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
 		if (d->kind == EMU_OPND_MEM)
-			form = gpr(s, size) || s->kind == EMU_OPND_IMM ? 3 : -1;
+			form = !gpr(s, size) && s->kind != EMU_OPND_IMM ? -1 :
+			       simple_ea(in, d) ? 5 : 3;
 		else if (!gpr(d, size))
 			form = -1;
 		else if (gpr(s, size))
-			form = 0;
+			form = nf ? 6 : 0;
 		else if (s->kind == EMU_OPND_IMM)
-			form = 1;
+			form = nf ? 7 : 1;
 		else if (s->kind == EMU_OPND_MEM && s->size == size)
-			form = 2;
+			form = simple_ea(in, s) ? 4 : 2;
 		else
 			form = -1;
 		return form < 0 ? NULL : t[form][si];
@@ -902,9 +1019,9 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 	z = size == 8;
 	if (in->nr_opnds == 1 && gpr(d, size)) {
 		switch (in->op) {
-		case EMU_OP_MUL: return z ? f_mul_r8 : f_mul_r4;
-		case EMU_OP_INC: return z ? f_inc_r8 : f_inc_r4;
-		case EMU_OP_DEC: return z ? f_dec_r8 : f_dec_r4;
+		case EMU_OP_MUL: return z ? FH(f_mul_r8) : FH(f_mul_r4);
+		case EMU_OP_INC: return z ? FH(f_inc_r8) : FH(f_inc_r4);
+		case EMU_OP_DEC: return z ? FH(f_dec_r8) : FH(f_dec_r4);
 		default: return NULL;
 		}
 	}
@@ -921,15 +1038,15 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 			return f_movzx_rr;
 		if (s->kind != EMU_OPND_MEM)
 			return NULL;
-		return s->size == 1 ? f_movzx_rm8 : f_movzx_rm16;
+		return s->size == 1 ? MEMH(f_movzx_rm8, s) :
+				      MEMH(f_movzx_rm16, s);
 	case EMU_OP_MOVSX: case EMU_OP_MOVSXD:
 		if (in->nr_opnds != 2 || s->size >= size ||
 		    (s->size != 1 && s->size != 2 && s->size != 4))
 			return NULL;
 		if (s->kind == EMU_OPND_GPR && s->reg < 16)
 			return z ? f_movsx_rr8 : f_movsx_rr4;
-		return s->kind == EMU_OPND_MEM ? (z ? f_movsx_rm8 : f_movsx_rm4) :
-		       NULL;
+		return s->kind == EMU_OPND_MEM ? MEMH(f_movsx_rm, s) : NULL;
 	case EMU_OP_CMOV:
 		return gpr(s, size) && in->nr_opnds == 2 ?
 		       (z ? f_cmov_rr8 : f_cmov_rr4) : NULL;
@@ -938,25 +1055,103 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 			return NULL;
 		if (in->nr_opnds == 3 && in->opnd[2].kind != EMU_OPND_IMM)
 			return NULL;
-		return z ? f_imul_rr8 : f_imul_rr4;
+		return z ? FH(f_imul_rr8) : FH(f_imul_rr4);
 	case EMU_OP_ROL: case EMU_OP_ROR:
 		if (in->nr_opnds != 2 || s->kind != EMU_OPND_IMM)
 			return NULL;
-		return in->op == EMU_OP_ROL ? (z ? f_rol_ri8 : f_rol_ri4) :
-					      (z ? f_ror_ri8 : f_ror_ri4);
+		return in->op == EMU_OP_ROL ? (z ? FH(f_rol_ri8) : FH(f_rol_ri4)) :
+					      (z ? FH(f_ror_ri8) : FH(f_ror_ri4));
 	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
 		if (in->nr_opnds != 2)
 			return NULL;
 		if (s->kind == EMU_OPND_IMM)
-			return in->op == EMU_OP_SHL ? (z ? f_shl_ri8 : f_shl_ri4) :
-			       in->op == EMU_OP_SHR ? (z ? f_shr_ri8 : f_shr_ri4) :
-						      (z ? f_sar_ri8 : f_sar_ri4);
+			return in->op == EMU_OP_SHL ?
+				       (z ? FH(f_shl_ri8) : FH(f_shl_ri4)) :
+			       in->op == EMU_OP_SHR ?
+				       (z ? FH(f_shr_ri8) : FH(f_shr_ri4)) :
+				       (z ? FH(f_sar_ri8) : FH(f_sar_ri4));
 		if (s->kind != EMU_OPND_GPR || s->reg != EMU_RCX || s->size != 1)
 			return NULL;
-		return in->op == EMU_OP_SHL ? (z ? f_shl_rc8 : f_shl_rc4) :
-		       in->op == EMU_OP_SHR ? (z ? f_shr_rc8 : f_shr_rc4) :
-					      (z ? f_sar_rc8 : f_sar_rc4);
+		return in->op == EMU_OP_SHL ? (z ? FH(f_shl_rc8) : FH(f_shl_rc4)) :
+		       in->op == EMU_OP_SHR ? (z ? FH(f_shr_rc8) : FH(f_shr_rc4)) :
+					      (z ? FH(f_sar_rc8) : FH(f_sar_rc4));
 	default:
 		return NULL;
 	}
+}
+
+void emu_flags_effect(const struct emu_insn *in, unsigned *reads,
+		      unsigned *kill, unsigned *touch)
+{
+	const unsigned all = EMU_FL_STATUS, cf = EMU_FL_CF;
+	bool mem = false, known = true;
+	unsigned c;
+
+	for (unsigned i = 0; i < in->nr_opnds && i < 3; i++) {
+		switch (in->opnd[i].kind) {
+		case EMU_OPND_MEM:
+			mem = true;
+			break;
+		case EMU_OPND_GPR: case EMU_OPND_IMM: case EMU_OPND_REL:
+			break;
+		default:
+			known = false;
+			break;
+		}
+	}
+	*reads = 0;
+	*kill = *touch = 0;
+	switch (known ? in->op : EMU_OP_UD) {
+	case EMU_OP_LEA: case EMU_OP_NOP:
+		return; /* no access even with a memory operand */
+	case EMU_OP_MOV: case EMU_OP_MOVZX: case EMU_OP_MOVSX:
+	case EMU_OP_MOVSXD: case EMU_OP_NOT: case EMU_OP_XCHG:
+	case EMU_OP_BSWAP: case EMU_OP_CBW: case EMU_OP_CWD:
+	case EMU_OP_PUSH: case EMU_OP_POP:
+	case EMU_OP_JMP: case EMU_OP_CALL: case EMU_OP_RET:
+		break;
+	case EMU_OP_ADD: case EMU_OP_SUB: case EMU_OP_CMP: case EMU_OP_AND:
+	case EMU_OP_OR: case EMU_OP_XOR: case EMU_OP_TEST: case EMU_OP_NEG:
+	case EMU_OP_MUL: case EMU_OP_IMUL:
+		*kill = *touch = all;
+		break;
+	case EMU_OP_ADC: case EMU_OP_SBB:
+		*reads = cf;
+		*kill = *touch = all;
+		break;
+	case EMU_OP_INC: case EMU_OP_DEC: /* CF kept */
+		*kill = *touch = all & ~cf;
+		break;
+	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
+	case EMU_OP_ROL: case EMU_OP_ROR: {
+		unsigned w = in->op == EMU_OP_ROL || in->op == EMU_OP_ROR ?
+			     cf | EMU_FL_OF : all;
+
+		*touch = w;
+		/* A zero count (after masking) changes no flag. */
+		if (in->nr_opnds < 2)
+			c = 1;
+		else if (in->opnd[1].kind == EMU_OPND_IMM)
+			c = (unsigned)in->opnd[1].val &
+			    (in->opnd[0].size == 8 ? 63 : 31);
+		else
+			c = 0; /* CL: unknown, so no kill */
+		if (c)
+			*kill = w;
+		break;
+	}
+	default: /* conditions, unknown effects */
+		*reads = all;
+		*touch = all;
+		break;
+	}
+	switch (in->op) {
+	case EMU_OP_PUSH: case EMU_OP_POP: case EMU_OP_CALL: case EMU_OP_RET:
+		mem = true;
+		break;
+	default:
+		break;
+	}
+	if (mem)
+		*reads = all; /* may fault: the handler sees RFLAGS */
 }
