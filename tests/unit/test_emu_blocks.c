@@ -15,7 +15,8 @@
  *   - the code map's page index over RAM above 4 GiB and hostile lengths;
  *   - in 64-bit mode (identity-mapped 2 MiB pages; the threaded runner): a
  *     loop, self-modifying code, and RFLAGS exact at a fault and at the
- *     end of a block whatever the flag-liveness pass dropped.
+ *     end of a block whatever the flag-liveness pass dropped, and a
+ *     chained jump that follows its target to a new mapping.
  * Finally a tight loop is timed with and without the cache (printed, not
  * checked: the numbers go into the report).
  */
@@ -32,6 +33,7 @@
 #include "accel/emu/blocks.h"
 #include "accel/emu/cpu.h"
 #include "accel/emu/emu.h"
+#include "accel/emu/mmu.h"
 #include "core/memory.h"
 
 #define RAM (16ull << 20)
@@ -458,6 +460,38 @@ static void test_long_flags_liveness(void **state)
 	assert_false(fl & EMU_FL_CF);
 }
 
+/* A chained jump must follow a new translation of its target: the link
+ * from the block at 0x1000 to the one at 0x400000 dies when that 2 MiB
+ * page is mapped elsewhere (the load refills the TLB entry first, so the
+ * link sees the new page there, not just an empty slot). */
+static void test_long_link_remap(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t jump[] = {
+		0x8b, 0x0c, 0x25, 0x00, 0x00, 0x40, 0x00, /* 1000: mov ecx, [0x400000] */
+		0xe9, 0xf4, 0xef, 0x3f, 0x00,             /* 1007: jmp 0x400000 */
+	};
+	uint8_t one[] = { 0xb8, 0x01, 0x00, 0x00, 0x00, 0xeb, 0xfe }; /* mov eax, 1; jmp $ */
+	uint64_t *pd = gm_ptr(&f->mem, PT_BASE + 0x2000, 4096);
+
+	put(f, 0x1000, jump, sizeof(jump));
+	put(f, 0x400000, one, sizeof(one));
+	one[1] = 2;
+	put(f, 0x600000, one, sizeof(one));
+	for (int i = 0; i < 2; i++) {
+		f->cpu.rip = 0x1000;
+		f->cpu.gpr[EMU_RAX] = 0;
+		assert_int_equal(run_to(&f->cpu, 0x400005, 100), 0);
+		assert_int_equal(f->cpu.gpr[EMU_RAX], 1);
+	}
+	assert_true(f->cpu.blocks->stats.linked > 0);
+	pd[2] = 0x600000 | 0x83;
+	emu_tlb_flush(&f->cpu, true);
+	f->cpu.rip = 0x1000;
+	assert_int_equal(run_to(&f->cpu, 0x400005, 100), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 2);
+}
+
 /* Instructions per second on the loop, with and without the cache. */
 static void test_speed(void **state)
 {
@@ -506,6 +540,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_loop, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_self_modifying, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_flags_liveness, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_link_remap, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
 	};
 

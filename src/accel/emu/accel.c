@@ -495,7 +495,7 @@ static void emu_stop(void *state)
 
 			log_debug("vCPU %d: %llu instructions, %llu exceptions "
 				  "(%llu #UD); blocks: %llu built, %llu hits "
-				  "(%llu chained), %llu stale, %llu SMC exits, %llu flushes, "
+				  "(%llu chained, %llu linked), %llu stale, %llu SMC exits, %llu flushes, "
 				  "%llu single steps", i,
 				  (unsigned long long)c->stats.insns,
 				  (unsigned long long)c->stats.exceptions,
@@ -503,6 +503,7 @@ static void emu_stop(void *state)
 				  (unsigned long long)b->builds,
 				  (unsigned long long)b->hits,
 				  (unsigned long long)b->chained,
+				  (unsigned long long)b->linked,
 				  (unsigned long long)b->stale,
 				  (unsigned long long)b->smc_exits,
 				  (unsigned long long)b->flushes,

@@ -46,6 +46,18 @@
  * generation exactly as a hash hit does.  Links die with the arena: a
  * lookup whose build flushed the cache does not write into `prev`.
  *
+ * DIRECT CHAINING (64-bit mode).  The handler of a block's last
+ * instruction (a branch, or the end slot) leaves through emu_t_chain(),
+ * which tail-calls the next block's first handler when the block's
+ * link[] for the target is valid: the link remembers the TLB slot that
+ * translated the target and what it held, and the target block must
+ * still match its page generation.  Nothing that changes the mode, CPL,
+ * paging or IF runs inside a chain (system instructions end a block and
+ * the run), so the TLB entry is all the translation check needed; the
+ * chain stops when cpu->run_budget runs out, so interrupts are still
+ * seen every EMU_RUN_BUDGET instructions.  Links are made by the run
+ * loop after an ordinary lookup and die with the arena like succ[].
+ *
  * INVALIDATION.  The VM-wide code map has, per RAM page, a "holds code"
  * byte and a 32-bit write generation.  Building a block sets the byte and
  * records the generation; a write to a page whose byte is set (the vCPU's
@@ -324,9 +336,71 @@ static bool canonical(uint64_t lin)
 /* The end slot: every instruction of the block retired. */
 static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
 {
+	if (cpu->run_block->system_end) {
+		cpu->rip = rip;
+		cpu->run_left = s;
+		return 0;
+	}
+	return emu_t_chain(cpu, s - 1, rip);
+}
+
+int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+	const struct emu_link *l = &b->link[0];
+	const struct emu_tlb_entry *e;
+	const _Atomic uint32_t *gen;
+
 	cpu->rip = rip;
-	cpu->run_left = s;
-	return 0;
+	cpu->run_left = s + 1;
+	if (l->rip != rip) {
+		l = &b->link[1];
+		if (l->rip != rip)
+			return 0;
+	}
+	nb = l->b;
+	if (!nb || cpu->run_budget <= b->n)
+		return 0;
+	e = &cpu->tlb.e[l->tlb_index];
+	if (e->tag != l->tag || e->gpa != l->page ||
+	    !(e->perm & emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3)))
+		return 0;
+	gen = &cpu->code->gen[nb->page];
+	if (atomic_load_explicit(gen, memory_order_acquire) != nb->gen)
+		return 0;
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	nb->hits++;
+	cpu->blocks->stats.hits++;
+	cpu->blocks->stats.linked++;
+	cpu->run_block = nb;
+	cpu->run_gen = gen;
+	cpu->run_gen_want = nb->gen;
+	return nb->slot[0].h(cpu, nb->slot, rip);
+}
+
+/* Remember in `prev` (a 64-bit block whose last instruction retired) that
+ * it led to `b` at CS:RIP, for emu_t_chain(). */
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b)
+{
+	uint64_t rip = cpu->rip;
+	unsigned i = emu_tlb_index(rip);
+	const struct emu_tlb_entry *e = &cpu->tlb.e[i];
+	struct emu_link *l;
+
+	if (b->mode != EMU_MODE_LONG64 ||
+	    e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull))
+		return;
+	l = prev->link[0].rip == rip ? &prev->link[0] :
+	    prev->link[1].rip == rip ? &prev->link[1] :
+	    &prev->link[prev->link_next ^= 1];
+	l->rip = rip;
+	l->b = b;
+	l->tag = e->tag;
+	l->page = e->gpa;
+	l->tlb_index = i;
 }
 
 /* An op without a handler: emu_execute() raises (and counts) the #UD. */
@@ -387,12 +461,24 @@ int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
 		  const struct emu_insn *in)
 {
 	static const _Atomic uint32_t gen0;
-	struct emu_slot s[2] = { { .h = h, .in = *in }, { .h = t_end } };
+	struct emu_block *b = calloc(1, sizeof(*b) + 2 * sizeof(b->slot[0]));
+	int r;
 
+	if (!b)
+		return -ENOMEM;
+	b->n = 1;
+	b->system_end = true; /* no chaining: back here */
+	b->slot[0].h = h;
+	b->slot[0].in = *in;
+	b->slot[1].h = t_end;
 	emu_tlb_check(cpu);
 	cpu->run_gen = &gen0;
 	cpu->run_gen_want = 0;
-	return h(cpu, s, cpu->rip);
+	cpu->run_block = b;
+	r = h(cpu, b->slot, cpu->rip);
+	cpu->run_block = NULL;
+	free(b);
+	return r;
 }
 
 /* Decode a block at gpa (CS:RIP's physical address) into the arena. */
@@ -450,6 +536,8 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->hits = 0;
 	b->succ[0] = b->succ[1] = NULL;
 	b->succ_next = 0;
+	memset(b->link, 0, sizeof(b->link));
+	b->link_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
 	live = EMU_FL_STATUS; /* FLAG LIVENESS in blocks.h */
 	for (unsigned i = n; i-- > 0;) {
@@ -622,12 +710,14 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
  * the first instruction, and cpu->stats.insns is added once on the way
  * out. */
 static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
-		     const struct emu_block *b, unsigned *done, bool *stop)
+		     struct emu_block *b, unsigned budget, unsigned *done,
+		     bool *stop)
 {
 	const struct emu_slot *first = b->slot;
-	unsigned cnt = 0;
+	unsigned cnt, off;
 	int r;
 
+	cpu->run_block = b;
 	if (cpu->mode != EMU_MODE_LONG64)
 		return run_block_legacy(cpu, bc, b, done, stop);
 	emu_tlb_check(cpu);
@@ -653,11 +743,17 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		first++;
 		if (first == &b->slot[b->n]) {
 			*stop = b->system_end;
+			cpu->run_left = first;
 			return 0;
 		}
 	}
+	off = (unsigned)(first - b->slot);
+	cpu->run_budget = budget;
+	cpu->run_chained = 0;
 	r = first->h(cpu, first, cpu->rip);
-	cnt = (unsigned)((const struct emu_slot *)cpu->run_left - first);
+	b = cpu->run_block; /* the last of the chain */
+	cnt = cpu->run_chained - off +
+	      (unsigned)((const struct emu_slot *)cpu->run_left - b->slot);
 	cpu->stats.insns += cnt;
 	*done += cnt;
 	/* After the last instruction, whether it branched or not. */
@@ -671,15 +767,21 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 	struct emu_blocks *bc = cpu->blocks;
 	struct emu_block *prev = NULL;
 	unsigned done = 0;
-	bool stop = false;
+	bool stop = false, led = false;
 	int r = 0;
 
 	while (done < budget && !stop && !cpu->halted) {
 		struct emu_block *b = NULL;
 
-		if (bc && !bc->disabled)
+		if (bc && !bc->disabled) {
+			uint64_t flushes = bc->stats.flushes;
+
 			b = lookup(cpu, bc, prev);
-		prev = b;
+			if (bc->stats.flushes != flushes)
+				prev = NULL; /* dropped with the arena */
+		}
+		if (b && prev && led)
+			link_blocks(cpu, prev, b);
 		if (!b) {
 			if (bc)
 				bc->stats.steps++;
@@ -689,7 +791,12 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 			/* Unknown instruction: back to the vCPU loop. */
 			stop = true;
 		} else {
-			r = run_block(cpu, bc, b, &done, &stop);
+			r = run_block(cpu, bc, b, budget - done, &done, &stop);
+			/* The last block run (chains end elsewhere) and
+			 * whether its last instruction led here. */
+			prev = cpu->run_block;
+			led = prev->mode == EMU_MODE_LONG64 &&
+			      cpu->run_left == &prev->slot[prev->n];
 		}
 		if (r)
 			break;

@@ -132,6 +132,12 @@ static inline bool emu_t_smc(const struct emu_cpu *cpu)
  * crossing, any fault). */
 int emu_t_generic(struct emu_cpu *cpu, const struct emu_slot *s,
 		  uint64_t rip);
+/* Leave the block after `s`, its last instruction, retired with RIP =
+ * rip (a branch, or the fall-through), going straight on to the next
+ * block when the block's link for `rip` is still valid (DIRECT CHAINING
+ * in blocks.c). */
+int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip);
+
 /* Leave after `s` retired because the block's page was written. */
 int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
 		   uint64_t next);
@@ -179,6 +185,16 @@ struct emu_block {
 	 * is still checked against the translated CS:RIP, the decoding key
 	 * and its page's generation, so a stale link only costs a lookup. */
 	struct emu_block *succ[2];
+	/* 64-bit blocks: the blocks its last instruction led to, entered
+	 * straight from emu_t_chain() while the TLB entry that translated
+	 * `rip` still holds the same page (DIRECT CHAINING in blocks.c). */
+	struct emu_link {
+		uint64_t rip;            /* linear target */
+		struct emu_block *b;
+		uint64_t tag, page;      /* the TLB entry then: tag, gpa */
+		unsigned tlb_index;
+	} link[2];
+	uint8_t link_next;         /* link[] slot the next miss replaces */
 	/* n instructions and the end slot.  In 64-bit mode each handler was
 	 * chosen when the block was built (a specialised one from
 	 * exec_fast.c for the hottest register/immediate/memory forms, else
@@ -194,6 +210,7 @@ struct emu_blocks_stats {
 	uint64_t flushes;   /* whole cache dropped (arena full) */
 	uint64_t steps;     /* instructions run through emu_step() instead */
 	uint64_t chained;   /* found through the previous block's succ[] */
+	uint64_t linked;    /* entered straight from the previous one's link[] */
 };
 
 #define EMU_BLOCKS_HASH 32768u

@@ -763,17 +763,17 @@ SIZED_F(f_dec_r, {
 /* ---- Jcc rel ------------------------------------------------------------ */
 
 /* A branch ends its block, so both ways leave it (the next slot is the
- * end slot). */
+ * end slot), through the block's links. */
 TH(f_jcc64)
 {
 	uint64_t t;
 
 	if (!fcond(cpu, s->in.cc))
-		return emu_t_leave(cpu, s, NEXT);
+		return emu_t_chain(cpu, s, NEXT);
 	t = NEXT + (uint64_t)s->in.opnd[0].val;
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 /* JMP rel, JMP r64, JMP m64 */
@@ -783,7 +783,7 @@ TH(f_jmp_rel64)
 
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 TH(f_jmp_r64)
@@ -792,7 +792,7 @@ TH(f_jmp_r64)
 
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 TH_MEM(f_jmp_m64)
@@ -802,7 +802,7 @@ TH_MEM(f_jmp_m64)
 	FLOAD(&s->in.opnd[0], 8, t);
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 /* ---- PUSH r64 / POP r64, CALL rel / RET --------------------------------- */
@@ -866,7 +866,7 @@ TH(f_call_rel64)
 
 	if (!canonical48(t) || !fpush64(cpu, NEXT))
 		SLOW(); /* raises #GP / #PF */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 TH(f_ret64)
@@ -880,7 +880,7 @@ TH(f_ret64)
 	if (!canonical48(t))
 		SLOW(); /* #GP */
 	cpu->gpr[EMU_RSP] += 8;
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 /* ---- selection ------------------------------------------------------------ */
