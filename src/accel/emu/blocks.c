@@ -5,11 +5,13 @@
  * executing a typical instruction, and guests spend their time in loops, so
  * each instruction is decoded once per "block" and the block is replayed
  * from the cache: emu_run_blocks() looks up CS:RIP's block and runs its
- * instructions one after the other.  In 64-bit mode each one goes through
- * a handler chosen when the block was built (b->h: a specialised one from
- * exec_fast.c for the hottest register/immediate/memory forms, else the
- * generic one emu_step() uses); the legacy modes go through the generic
- * handlers with the CS-limit and interrupt-shadow checks per instruction.
+ * instructions one after the other.  In 64-bit mode the block runs
+ * threaded (blocks.h): each slot's handler, chosen when the block was
+ * built (a specialised one from exec_fast.c for the hottest register/
+ * immediate/memory forms, else emu_t_generic() around the handler
+ * emu_step() uses), tail-calls the next one; the legacy modes go through
+ * the generic handlers with the CS-limit and interrupt-shadow checks per
+ * instruction.
  *
  * KEY.  A block is keyed by the guest-physical address of its first byte
  * plus what changes decoding: the machine mode (real, 16/32-bit protected,
@@ -44,6 +46,18 @@
  * generation exactly as a hash hit does.  Links die with the arena: a
  * lookup whose build flushed the cache does not write into `prev`.
  *
+ * DIRECT CHAINING (64-bit mode).  The handler of a block's last
+ * instruction (a branch, or the end slot) leaves through emu_t_chain(),
+ * which tail-calls the next block's first handler when the block's
+ * link[] for the target is valid: the link remembers the TLB slot that
+ * translated the target and what it held, and the target block must
+ * still match its page generation.  Nothing that changes the mode, CPL,
+ * paging or IF runs inside a chain (system instructions end a block and
+ * the run), so the TLB entry is all the translation check needed; the
+ * chain stops when cpu->run_budget runs out, so interrupts are still
+ * seen every EMU_RUN_BUDGET instructions.  Links are made by the run
+ * loop after an ordinary lookup and die with the arena like succ[].
+ *
  * INVALIDATION.  The VM-wide code map has, per RAM page, a "holds code"
  * byte and a 32-bit write generation.  Building a block sets the byte and
  * records the generation; a write to a page whose byte is set (the vCPU's
@@ -60,8 +74,9 @@
  * cross-modifying-code rules allow; SDM Vol. 3A 8.1.3.)
  *
  * SELF-MODIFYING CODE.  After each instruction that may write memory
- * (may_write_mem(), decided when the block is built) the running block
- * compares its page's generation with its own: a store into the page (even into an
+ * (may_write_mem(), decided when the block is built; in 64-bit mode the
+ * storing handlers check through emu_t_smc()) the running block compares
+ * its page's generation with its own: a store into the page (even into an
  * instruction later in the same block) ends the block at once, and the
  * next lookup decodes the new bytes (SDM Vol. 3A 8.1.3: stores to the
  * instruction stream take effect for the next instruction).
@@ -316,18 +331,169 @@ static bool canonical(uint64_t lin)
 	return (uint64_t)((int64_t)(lin << 16) >> 16) == lin;
 }
 
+/* ---- threaded handlers (64-bit blocks) -------------------------------- */
+
+/* The end slot: every instruction of the block retired. */
+static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	if (cpu->run_block->system_end) {
+		cpu->rip = rip;
+		cpu->run_left = s;
+		return 0;
+	}
+	return emu_t_chain(cpu, s - 1, rip);
+}
+
+int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+	const struct emu_link *l = &b->link[0];
+	const struct emu_tlb_entry *e;
+	const _Atomic uint32_t *gen;
+
+	cpu->rip = rip;
+	cpu->run_left = s + 1;
+	if (l->rip != rip) {
+		l = &b->link[1];
+		if (l->rip != rip)
+			return 0;
+	}
+	nb = l->b;
+	if (!nb || cpu->run_budget <= b->n)
+		return 0;
+	e = &cpu->tlb.e[l->tlb_index];
+	if (e->tag != l->tag || e->gpa != l->page ||
+	    !(e->perm & emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3)))
+		return 0;
+	gen = &cpu->code->gen[nb->page];
+	if (atomic_load_explicit(gen, memory_order_acquire) != nb->gen)
+		return 0;
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	nb->hits++;
+	cpu->blocks->stats.hits++;
+	cpu->blocks->stats.linked++;
+	cpu->run_block = nb;
+	cpu->run_gen = gen;
+	cpu->run_gen_want = nb->gen;
+	return nb->slot[0].h(cpu, nb->slot, rip);
+}
+
+/* Remember in `prev` (a 64-bit block whose last instruction retired) that
+ * it led to `b` at CS:RIP, for emu_t_chain(). */
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b)
+{
+	uint64_t rip = cpu->rip;
+	unsigned i = emu_tlb_index(rip);
+	const struct emu_tlb_entry *e = &cpu->tlb.e[i];
+	struct emu_link *l;
+
+	if (b->mode != EMU_MODE_LONG64 ||
+	    e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull))
+		return;
+	l = prev->link[0].rip == rip ? &prev->link[0] :
+	    prev->link[1].rip == rip ? &prev->link[1] :
+	    &prev->link[prev->link_next ^= 1];
+	l->rip = rip;
+	l->b = b;
+	l->tag = e->tag;
+	l->page = e->gpa;
+	l->tlb_index = i;
+}
+
+/* An op without a handler: emu_execute() raises (and counts) the #UD. */
+static int t_ud(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	cpu->rip = rip;
+	cpu->run_left = s;
+	return emu_execute(cpu, &s->in);
+}
+
+/* emu_t_generic() with `smc`: whether to compare the page generation
+ * afterwards (the instruction may store). */
+static inline __attribute__((always_inline)) int
+generic(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip, bool smc)
+{
+	uint64_t next = rip + s->in.len, nx = next;
+	int r;
+
+	/* Some handlers read it: REP string ops and x87 FIP, delivery. */
+	cpu->rip = rip;
+	r = emu_handlers[s->in.op](cpu, &s->in, &nx);
+	if (__builtin_expect(r != 0, 0)) {
+		if (r == EMU_HALTED) { /* RIP is past HLT while it sleeps */
+			emu_t_leave(cpu, s, nx);
+			return r;
+		}
+		cpu->run_left = s;
+		return emu_count_exc(cpu, r);
+	}
+	if (__builtin_expect(nx != next, 0))
+		return emu_t_leave(cpu, s, nx); /* branched, or REP paused */
+	if (smc && __builtin_expect(emu_t_smc(cpu), 0))
+		return emu_t_smc_exit(cpu, s, next);
+	EMU_T_NEXT(cpu, s, next);
+}
+
+int emu_t_generic(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	return generic(cpu, s, rip, true);
+}
+
+/* emu_t_generic() for instructions known not to store. */
+static int t_generic_r(struct emu_cpu *cpu, const struct emu_slot *s,
+		       uint64_t rip)
+{
+	return generic(cpu, s, rip, false);
+}
+
+int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
+		   uint64_t next)
+{
+	if (cpu->blocks)
+		cpu->blocks->stats.smc_exits++;
+	return emu_t_leave(cpu, s, next);
+}
+
+int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
+		  const struct emu_insn *in)
+{
+	static const _Atomic uint32_t gen0;
+	struct emu_block *b = calloc(1, sizeof(*b) + 2 * sizeof(b->slot[0]));
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	b->n = 1;
+	b->system_end = true; /* no chaining: back here */
+	b->slot[0].h = h;
+	b->slot[0].in = *in;
+	b->slot[1].h = t_end;
+	emu_tlb_check(cpu);
+	cpu->run_gen = &gen0;
+	cpu->run_gen_want = 0;
+	cpu->run_block = b;
+	r = h(cpu, b->slot, cpu->rip);
+	cpu->run_block = NULL;
+	free(b);
+	return r;
+}
+
 /* Decode a block at gpa (CS:RIP's physical address) into the arena. */
 static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			       uint64_t gpa, unsigned stack)
 {
 	struct emu_insn tmp[EMU_BLOCK_MAX_INSNS];
+	bool dead[EMU_BLOCK_MAX_INSNS];
 	struct emu_code_map *m = bc->map;
 	const uint8_t *host;
 	struct emu_block *b;
 	uint64_t avail, pos = 0;
 	int64_t page;
 	uint32_t gen;
-	unsigned n = 0;
+	unsigned n = 0, live;
 	size_t size;
 
 	page = emu_code_page(m, gpa);
@@ -356,8 +522,7 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	}
 	if (n == 0)
 		return NULL;
-	size = (sizeof(*b) + n * sizeof(tmp[0]) + n * sizeof(emu_handler) +
-		63) & ~(size_t)63;
+	size = (sizeof(*b) + (n + 1) * sizeof(b->slot[0]) + 63) & ~(size_t)63;
 	if (bc->used + size > bc->arena_size)
 		emu_blocks_flush(bc);
 	b = (struct emu_block *)(bc->arena + bc->used);
@@ -371,20 +536,30 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->hits = 0;
 	b->succ[0] = b->succ[1] = NULL;
 	b->succ_next = 0;
+	memset(b->link, 0, sizeof(b->link));
+	b->link_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
-	memcpy(b->insn, tmp, n * sizeof(tmp[0]));
-	b->h = (emu_handler *)(void *)&b->insn[n];
-	b->memw = 0;
-	for (unsigned i = 0; i < n; i++) {
-		const struct emu_insn *in = &b->insn[i];
-		emu_handler f = emu_fast_handler(in, cpu->mode);
+	live = EMU_FL_STATUS; /* FLAG LIVENESS in blocks.h */
+	for (unsigned i = n; i-- > 0;) {
+		unsigned reads, kill, touch;
 
-		if (!f)
-			f = in->op < EMU_OP_COUNT ? emu_handlers[in->op] : NULL;
-		b->h[i] = f;
-		if (may_write_mem(in))
-			b->memw |= 1u << i;
+		emu_flags_effect(&tmp[i], &reads, &kill, &touch);
+		dead[i] = touch && !(touch & live);
+		live = (live & ~kill) | reads;
 	}
+	for (unsigned i = 0; i < n; i++) {
+		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode, dead[i]);
+
+		b->slot[i].in = tmp[i];
+		if (!f)
+			f = tmp[i].op < EMU_OP_COUNT && emu_handlers[tmp[i].op] ?
+			    (may_write_mem(&tmp[i]) ? emu_t_generic :
+						      t_generic_r) :
+			    t_ud;
+		b->slot[i].h = f;
+	}
+	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
+	b->slot[n].h = t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -494,7 +669,7 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
 	int r;
 
 	for (unsigned i = 0; i < b->n; i++) {
-		const struct emu_insn *in = &b->insn[i];
+		const struct emu_insn *in = &b->slot[i].in;
 		uint64_t next = (rip + in->len) & mask;
 
 		if (legacy && rip + in->len - 1 > limit) {
@@ -529,30 +704,30 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
 
 /* Run block `b` from its first instruction (CS:RIP).  Returns the first
  * non-zero result, or 0; *stop says the run must return to the vCPU loop
- * (a system instruction ended the block).  In 64-bit mode instructions run
- * through the block's handler table (b->h) without emu_execute(): the
- * interrupt shadow (set only by a system instruction, which ends its
- * block) is handled for the first instruction, cpu->stats.insns is added
- * once on the way out, and the page generation is compared only after the
- * instructions that may write memory. */
+ * (a system instruction ended the block).  In 64-bit mode the block runs
+ * threaded (see blocks.h) without emu_execute(): the interrupt shadow
+ * (set only by a system instruction, which ends its block) is handled for
+ * the first instruction, and cpu->stats.insns is added once on the way
+ * out. */
 static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
-		     const struct emu_block *b, unsigned *done, bool *stop)
+		     struct emu_block *b, unsigned budget, unsigned *done,
+		     bool *stop)
 {
-	const _Atomic uint32_t *gen;
-	uint64_t rip = cpu->rip;
-	unsigned i = 0, n = b->n, cnt = 0;
-	uint32_t memw = b->memw;
-	int r = 0;
+	const struct emu_slot *first = b->slot;
+	unsigned cnt, off;
+	int r;
 
+	cpu->run_block = b;
 	if (cpu->mode != EMU_MODE_LONG64)
 		return run_block_legacy(cpu, bc, b, done, stop);
-	gen = &bc->map->gen[b->page];
+	emu_tlb_check(cpu);
+	cpu->run_gen = &bc->map->gen[b->page];
+	cpu->run_gen_want = b->gen;
 	if (__builtin_expect(cpu->int_shadow, 0)) {
 		/* Through emu_execute(), which ends the shadow. */
-		const struct emu_insn *in = &b->insn[0];
-		uint64_t next = rip + in->len;
+		uint64_t next = cpu->rip + first->in.len;
 
-		r = emu_execute(cpu, in);
+		r = emu_execute(cpu, &first->in);
 		if (r) {
 			if (r == EMU_HALTED)
 				(*done)++;
@@ -561,50 +736,29 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		(*done)++;
 		if (cpu->rip != next)
 			return 0;
-		if ((memw & 1) &&
-		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
+		if (emu_t_smc(cpu)) {
 			bc->stats.smc_exits++;
 			return 0;
 		}
-		rip = next;
-		i = 1;
+		first++;
+		if (first == &b->slot[b->n]) {
+			*stop = b->system_end;
+			cpu->run_left = first;
+			return 0;
+		}
 	}
-	for (; i < n; i++) {
-		const struct emu_insn *in = &b->insn[i];
-		emu_handler h = b->h[i];
-		uint64_t next = rip + in->len, nx = next;
-
-		if (__builtin_expect(!h, 0)) {
-			r = emu_execute(cpu, in); /* #UD, counted */
-			goto out;
-		}
-		r = h(cpu, in, &nx);
-		if (__builtin_expect(r != 0, 0)) {
-			if (r != EMU_HALTED) {
-				r = emu_count_exc(cpu, r);
-				goto out;
-			}
-			/* HLT retired: RIP is past it while the CPU sleeps. */
-			cpu->rip = nx;
-			cnt++;
-			goto out;
-		}
-		cpu->rip = nx;
-		cnt++;
-		if (nx != next)
-			goto out; /* branched, or a REP instruction paused */
-		if (((memw >> i) & 1) &&
-		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
-			bc->stats.smc_exits++;
-			goto out; /* our page was written: decode again */
-		}
-		rip = next;
-	}
-	if (b->system_end)
-		*stop = true;
-out:
+	off = (unsigned)(first - b->slot);
+	cpu->run_budget = budget;
+	cpu->run_chained = 0;
+	r = first->h(cpu, first, cpu->rip);
+	b = cpu->run_block; /* the last of the chain */
+	cnt = cpu->run_chained - off +
+	      (unsigned)((const struct emu_slot *)cpu->run_left - b->slot);
 	cpu->stats.insns += cnt;
 	*done += cnt;
+	/* After the last instruction, whether it branched or not. */
+	if (r == 0 && cpu->run_left == &b->slot[b->n] && b->system_end)
+		*stop = true;
 	return r;
 }
 
@@ -613,15 +767,21 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 	struct emu_blocks *bc = cpu->blocks;
 	struct emu_block *prev = NULL;
 	unsigned done = 0;
-	bool stop = false;
+	bool stop = false, led = false;
 	int r = 0;
 
 	while (done < budget && !stop && !cpu->halted) {
 		struct emu_block *b = NULL;
 
-		if (bc && !bc->disabled)
+		if (bc && !bc->disabled) {
+			uint64_t flushes = bc->stats.flushes;
+
 			b = lookup(cpu, bc, prev);
-		prev = b;
+			if (bc->stats.flushes != flushes)
+				prev = NULL; /* dropped with the arena */
+		}
+		if (b && prev && led)
+			link_blocks(cpu, prev, b);
 		if (!b) {
 			if (bc)
 				bc->stats.steps++;
@@ -631,7 +791,12 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 			/* Unknown instruction: back to the vCPU loop. */
 			stop = true;
 		} else {
-			r = run_block(cpu, bc, b, &done, &stop);
+			r = run_block(cpu, bc, b, budget - done, &done, &stop);
+			/* The last block run (chains end elsewhere) and
+			 * whether its last instruction led here. */
+			prev = cpu->run_block;
+			led = prev->mode == EMU_MODE_LONG64 &&
+			      cpu->run_left == &prev->slot[prev->n];
 		}
 		if (r)
 			break;

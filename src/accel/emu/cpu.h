@@ -273,6 +273,16 @@ struct emu_cpu {
 	/* @ACCEL-FIELDS@ (accel.c, blocks.c) */
 	struct emu_blocks *blocks;   /* decoded-block cache (blocks.h), or NULL */
 	struct emu_code_map *code;   /* the VM's "holds code" pages, or NULL */
+	/* While 64-bit blocks run (blocks.c): where the handlers left the
+	 * last one (the first slot not retired), its page's generation word
+	 * with the value the block was decoded under, and the chaining
+	 * state. */
+	const void *run_left;
+	const _Atomic uint32_t *run_gen;
+	uint32_t run_gen_want;
+	struct emu_block *run_block;  /* the block running (or last run) */
+	unsigned run_budget;          /* instructions chaining may still start */
+	unsigned run_chained;         /* retired by blocks chained away from */
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */
