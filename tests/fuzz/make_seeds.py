@@ -196,8 +196,12 @@ def ecam_r(slot, reg, size=4):
 
 
 def bar_w(off, v, size=4):
-    return (bytes([2 | (SIZE[size] | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
+    return (bytes([2 | (SIZE.get(size, 3) | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
             + struct.pack('<Q', v))
+
+
+def bar_r(off, size=4):
+    return bytes([3 | (SIZE.get(size, 3) | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
 
 
 def device_seeds():
@@ -263,7 +267,9 @@ def device_seeds():
                 + ecam_w(1, 0x52, 0xc000, 2) + bar_w(0x2000, 0xfee00000) + bar_w(0x2008, 0x41)
                 + bar_w(0x200c, 0) + event(11, 0) + ecam_w(1, 0x52, 0x8000, 2)
                 + event(12, 1) + ecam_w(1, 0x04, 0x0003, 2) + ecam_r(1, 0x06, 2)
-                + event(12, 0) + ROUNDTRIP + RESET + ecam_r(1, 0x10))
+                + event(12, 0) + event(11, 0) + bar_r(0x2000) + bar_r(0x2008, 8) + bar_r(0x3000, 8)
+                + bar_w(0x2010, 0xfee00000fee01000, 8) + bar_w(0x201c, 1) + event(11, 1)
+                + bar_r(0x3000) + bar_w(0x201c, 0) + ROUNDTRIP + RESET + ecam_r(1, 0x10))
     # Misc: POST, debug exit, 0xCF9, state loads and a machine reset.
     s['misc'] = (out(0x80, 0x55) + inp(0x80) + out(0xcf9, 0x02) + out(0xcf9, 0x06)
                  + out(0xf4, 0x10, 4) + bytes([11 | 3 << 4, 3, 0, 0, 5, 1, 9, 2, 3, 4])
