@@ -277,6 +277,44 @@ def device_seeds():
     return s
 
 
+def virtio_pci_seeds():
+    """Programs for fuzz_virtio_pci.c (encoding at its top)."""
+    def op(kind, hi=0):
+        return bytes([kind | hi << 4])
+
+    def cc_w(off, v, size):
+        return op(0, {1: 0, 2: 1, 4: 2, 8: 3}[size]) + bytes([off]) + struct.pack('<Q', v)
+
+    def cfg_w(reg, v, size):
+        return op(5, SIZE[size]) + struct.pack('<HI', reg, v)
+
+    def ram(addr, data):
+        return op(7) + struct.pack('<I', addr) + bytes([len(data)]) + data
+
+    def desc(i, addr, length, flags, nxt, head):
+        return op(14) + bytes([i]) + struct.pack('<IIHH', addr, length, flags, nxt) + bytes([head])
+
+    def msix_w(off, v):
+        return op(9, 2) + struct.pack('<H', off) + struct.pack('<Q', v)
+
+    notify, run, isr, isr_cfg = op(2, 1) + b'\x00', op(8), op(3), op(3, 1)
+    chain = (ram(0x1000, struct.pack('<QIHH', 0x4000, 5, 1, 1) + struct.pack('<QIHH', 0x5000, 64, 2, 0))
+             + ram(0x4000, b'hello') + desc(2, 0x6000, 16, 2, 0, 0))
+    s = {}
+    s['msix'] = (op(13, 3) + cfg_w(0x9a, 0x8000, 2) + msix_w(0, 0xfee00000) + msix_w(8, 0x41)
+                 + msix_w(12, 0) + chain + notify + run + op(10, 3) + struct.pack('<H', 0x1000)
+                 + msix_w(12, 1) + desc(3, 0x6000, 16, 2, 0, 3) + notify + run + msix_w(12, 0)
+                 + op(11) + op(12))
+    s['intx'] = (op(13) + chain + notify + run + isr + op(15, 0) + b'\x00' + isr_cfg
+                 + op(4, 4 | 2) + bytes([4]) + struct.pack('<I', 7) + op(4, 2) + bytes([0]) + op(11))
+    s['hostile'] = (op(13, 2) + cc_w(0x14, 0, 1) + cc_w(0x14, 11, 1) + cc_w(0x18, 3, 2)
+                    + cc_w(0x1c, 1, 2) + op(1, 0) + bytes([0x14]) + op(13, 1)
+                    + desc(0, 0x1000, 0xffffffff, 4, 0, 0) + notify + run
+                    + desc(1, 0xc0000000, 16, 3, 1, 1) + notify + run
+                    + cfg_w(0x20, 0xffffffff, 4) + cfg_w(0x04, 0, 2) + op(11) + op(12) + notify + run)
+    return s
+
+
 STATE_DEVICES = ['pic', 'ioapic', 'pit', 'uart_16550', 'i8042', 'cmos_rtc',
                  'fw_cfg', 'post_port', 'debug_exit', 'pci', 'reset_cf9', 'acpi_pm']
 
@@ -326,6 +364,7 @@ def main():
         },
         'fuzz_devices': device_seeds(),
         'fuzz_state_load': state_seeds(),
+        'fuzz_virtio_pci': virtio_pci_seeds(),
     }
     for target, files in seeds.items():
         d = os.path.join(outdir, target)
