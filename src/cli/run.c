@@ -336,15 +336,14 @@ static const struct accel_ops *pick_accel(const struct run_opts *o,
 }
 
 /* Write the ACPI tables for the machine as built: the board's own DSDT
- * content, then every DSDT generator in order (the PCI root bus first;
- * virtio-mmio devices add theirs to the chain), and the MCFG for ECAM.
- * They go last because they describe the devices, but the RSDP address is
- * fixed, so the boot protocol already passed it to the guest. */
-static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
-		      uint64_t rsdp_addr)
+ * content, then the generators of `dsdt` in order (the PCI root bus;
+ * devices that describe themselves, like virtio-mmio, add theirs), and the
+ * MCFG for ECAM.  They go last because they describe the devices, but the
+ * RSDP address is fixed, so the boot protocol already passed it on. */
+static int build_acpi(struct vm *vm, int nr_cpus,
+		      struct acpi_dsdt_chain *dsdt, uint64_t rsdp_addr)
 {
 	struct acpi_config acpi;
-	struct acpi_dsdt_chain dsdt = { 0 };
 	struct acpi_mcfg_alloc mcfg;
 	uint64_t rsdp;
 	int r;
@@ -353,11 +352,9 @@ static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
 	pci_acpi_mcfg(&mcfg);
 	acpi.mcfg = &mcfg;
 	acpi.nr_mcfg = 1;
-	r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
 	acpi.dsdt_extra = acpi_dsdt_chain_run;
-	acpi.dsdt_extra_opaque = &dsdt;
-	if (!r)
-		r = acpi_build(&vm->mem, &acpi, &rsdp);
+	acpi.dsdt_extra_opaque = dsdt;
+	r = acpi_build(&vm->mem, &acpi, &rsdp);
 	if (!r && rsdp != rsdp_addr)
 		r = -EFAULT; /* acpi.h promises BOOT_RSDP_ADDR */
 	if (r)
@@ -375,6 +372,7 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	const struct accel_ops *accel;
 	struct pc_board_config board;
 	struct pci_bus *pci = NULL;
+	struct acpi_dsdt_chain dsdt = { 0 };
 	void *accel_state = NULL;
 	bool in_kernel = false;
 	char err[512] = "";
@@ -415,8 +413,12 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	if (!in_kernel && accel->board_config)
 		accel->board_config(accel_state, &board);
 	r = pc_board_create(vm, &board, &pci);
+	/* Devices go here, in command-line order (virtio_pci_create(pci, ...);
+	 * virtio-mmio ones also acpi_dsdt_chain_add() their DSDT entries). */
 	if (!r)
-		r = build_acpi(vm, o->cpus, pci, boot.rsdp_addr);
+		r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
+	if (!r)
+		r = build_acpi(vm, o->cpus, &dsdt, boot.rsdp_addr);
 	if (!r && accel->board_ready)
 		r = accel->board_ready(accel_state, vm);
 	if (!r && ctx->trace) {
