@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -727,6 +728,100 @@ static void test_dev_init_checks(void **state)
 	harness_free(h);
 }
 
+static void test_config_changed(void **state)
+{
+	struct harness *h = harness_new(RAM);
+	struct echo *e = echo_new(h, 3, 1);
+
+	/* Before DRIVER_OK: the generation moves, no interrupt. */
+	pthread_mutex_lock(&e->vd.lock);
+	virtio_config_changed(&e->vd);
+	pthread_mutex_unlock(&e->vd.lock);
+	assert_int_equal(rd(h, 3, VIRTIO_MMIO_CONFIG_GENERATION), 1);
+	assert_false(hx_irq_level(h, 19));
+	bring_up(h, 3, 1, F_V1);
+	pthread_mutex_lock(&e->vd.lock);
+	virtio_config_changed(&e->vd);
+	pthread_mutex_unlock(&e->vd.lock);
+	assert_int_equal(rd(h, 3, VIRTIO_MMIO_CONFIG_GENERATION), 2);
+	assert_int_equal(rd(h, 3, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_CONFIG);
+	assert_true(hx_irq_level(h, 19));
+	/* Acknowledging another bit leaves the line up. */
+	wr(h, 3, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+	assert_true(hx_irq_level(h, 19));
+	wr(h, 3, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_CONFIG);
+	assert_false(hx_irq_level(h, 19));
+	/* A machine reset (vm_reset_devices) resets the transport. */
+	post_echo(h, 3, 0, "x", 0);
+	wr(h, 3, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	assert_true(hx_run_io(h, 1000) > 0);
+	assert_true(hx_irq_level(h, 19));
+	vm_reset_devices(&h->vm);
+	assert_false(hx_irq_level(h, 19));
+	assert_int_equal(rd(h, 3, VIRTIO_MMIO_STATUS), 0);
+	assert_int_equal(rd(h, 3, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+	harness_free(h);
+}
+
+/* A fake accelerator with kernel doorbells: records what is assigned. */
+struct fake_ioeventfd {
+	unsigned assigned, deassigned;
+	uint64_t addr;
+	unsigned len;
+	int fd;
+	bool pio;
+};
+
+static int fake_assign(void *opaque, bool pio, uint64_t addr, unsigned len,
+		       int fd, bool assign)
+{
+	struct fake_ioeventfd *f = opaque;
+
+	if (assign)
+		f->assigned++;
+	else
+		f->deassigned++;
+	f->pio = pio;
+	f->addr = addr;
+	f->len = len;
+	f->fd = fd;
+	return 0;
+}
+
+static const struct vm_ioeventfd_ops fake_ioeventfd_ops = {
+	.assign = fake_assign,
+};
+
+static void test_kernel_doorbell(void **state)
+{
+	struct harness *h = harness_new(RAM);
+	static struct fake_ioeventfd f;
+	struct echo *e;
+
+	h->vm.ioeventfd = &fake_ioeventfd_ops;
+	h->vm.ioeventfd_opaque = &f;
+	/* Two queues share QueueNotify: no doorbell without datamatch. */
+	echo_new(h, 0, 2);
+	assert_int_equal(f.assigned, 0);
+	/* One queue: any write to QueueNotify means queue 0. */
+	e = echo_new(h, 2, 1);
+	assert_int_equal(f.assigned, 1);
+	assert_false(f.pio);
+	assert_int_equal(f.addr, base_of(2) + VIRTIO_MMIO_QUEUE_NOTIFY);
+	assert_int_equal(f.len, 4);
+	assert_int_equal(f.fd, e->vd.kick_fd[0]);
+	/* The kernel signals the eventfd itself; the device runs on the
+	 * I/O thread as with a trapped write. */
+	bring_up(h, 2, 1, F_V1);
+	post_echo(h, 2, 0, "doorbell", 0);
+	uint64_t one = 1;
+	assert_int_equal(write(e->vd.kick_fd[0], &one, 8), 8);
+	assert_true(hx_run_io(h, 1000) > 0);
+	check_echoed(h, 2, 0, 0, "doorbell", 0);
+	harness_free(h);
+	assert_int_equal(f.deassigned, 1);
+}
+
 static void test_save_load(void **state)
 {
 	struct harness *h = harness_new(RAM);
@@ -802,6 +897,8 @@ int main(void)
 		cmocka_unit_test(test_buffers_before_driver_ok),
 		cmocka_unit_test(test_shared_line),
 		cmocka_unit_test(test_dev_init_checks),
+		cmocka_unit_test(test_config_changed),
+		cmocka_unit_test(test_kernel_doorbell),
 		cmocka_unit_test(test_save_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
