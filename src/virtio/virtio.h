@@ -116,6 +116,7 @@ struct virtio_dev {
 	uint8_t config_generation;
 	uint32_t config_size;               /* bytes of device configuration */
 	uint32_t generation;                /* bumped on every device reset */
+	unsigned broken_logged;             /* virtio_dev_broken reports logged */
 
 	unsigned nr_queues;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
@@ -194,8 +195,11 @@ void virtio_queue_kick(struct virtio_dev *vd, unsigned q);
  * one (virtq_should_notify). */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
 
-/* The driver broke the rules (`why` is logged once per reset): set
- * DEVICE_NEEDS_RESET and raise a configuration interrupt if DRIVER_OK. */
+/* The driver broke the rules (`why` is logged once per reset, and at most
+ * VIRTIO_BROKEN_LOG_MAX times per device, so a guest looping through
+ * reset and breakage cannot flood the log): set DEVICE_NEEDS_RESET and
+ * raise a configuration interrupt if DRIVER_OK (section 2.1.2). */
+#define VIRTIO_BROKEN_LOG_MAX 8
 void virtio_dev_broken(struct virtio_dev *vd, const char *why);
 
 /* Device configuration changed (config_generation++, config interrupt). */
