@@ -19,7 +19,7 @@
  *                        u16 index, addr, u32 len, u16 flags, u16 next
  *     2 offer            u16 head, u8 step (avail idx += step; a jump)
  *     3 pop + push       u32 written (bytes the "device" claims to write)
- *     4 pop + unpop
+ *     4 pop, read the readable bytes, unpop
  *     5 should_notify
  *     6 notify disable, 7 notify enable
  *     8 re-enable (what a device reset + driver setup does)
@@ -216,7 +216,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			r = virtq_pop(&vq, &elem);
 			if (r == 1) {
+				uint8_t chunk[512];
+				size_t got, total = 0;
+
 				check_elem(&vq, &gm);
+				/* Read the readable bytes in odd-sized steps. */
+				while ((got = virtq_elem_read(&elem, total, chunk,
+							      sizeof(chunk) - 7)))
+					total += got;
+				if (total != elem.out_len)
+					fuzz_fail("read %zu readable bytes of %u",
+						  total, elem.out_len);
 				virtq_unpop(&vq);
 			}
 			break;
