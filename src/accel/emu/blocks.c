@@ -333,50 +333,19 @@ static bool canonical(uint64_t lin)
 
 /* ---- threaded handlers (64-bit blocks) -------------------------------- */
 
-/* The end slot: every instruction of the block retired. */
+/* The end slot: every instruction of the block retired; t_end_sys after
+ * a system instruction, which ends the run too. */
 static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
 {
-	if (cpu->run_block->system_end) {
-		cpu->rip = rip;
-		cpu->run_left = s;
-		return 0;
-	}
 	return emu_t_chain(cpu, s - 1, rip);
 }
 
-int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+static int t_end_sys(struct emu_cpu *cpu, const struct emu_slot *s,
+		     uint64_t rip)
 {
-	struct emu_block *b = cpu->run_block, *nb;
-	const struct emu_link *l = &b->link[0];
-	const struct emu_tlb_entry *e;
-	const _Atomic uint32_t *gen;
-
 	cpu->rip = rip;
-	cpu->run_left = s + 1;
-	if (l->rip != rip) {
-		l = &b->link[1];
-		if (l->rip != rip)
-			return 0;
-	}
-	nb = l->b;
-	if (!nb || cpu->run_budget <= b->n)
-		return 0;
-	e = &cpu->tlb.e[l->tlb_index];
-	if (e->tag != l->tag || e->gpa != l->page ||
-	    !(e->perm & emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3)))
-		return 0;
-	gen = &cpu->code->gen[nb->page];
-	if (atomic_load_explicit(gen, memory_order_acquire) != nb->gen)
-		return 0;
-	cpu->run_budget -= b->n;
-	cpu->run_chained += b->n;
-	nb->hits++;
-	cpu->blocks->stats.hits++;
-	cpu->blocks->stats.linked++;
-	cpu->run_block = nb;
-	cpu->run_gen = gen;
-	cpu->run_gen_want = nb->gen;
-	return nb->slot[0].h(cpu, nb->slot, rip);
+	cpu->run_left = s;
+	return 0;
 }
 
 /* Remember in `prev` (a 64-bit block whose last instruction retired) that
@@ -400,6 +369,8 @@ static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
 	l->b = b;
 	l->tag = e->tag;
 	l->page = e->gpa;
+	l->gen = &cpu->code->gen[b->page];
+	l->want = b->gen;
 	l->tlb_index = i;
 }
 
@@ -467,10 +438,10 @@ int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
 	if (!b)
 		return -ENOMEM;
 	b->n = 1;
-	b->system_end = true; /* no chaining: back here */
+	b->system_end = true;
 	b->slot[0].h = h;
 	b->slot[0].in = *in;
-	b->slot[1].h = t_end;
+	b->slot[1].h = t_end_sys;
 	emu_tlb_check(cpu);
 	cpu->run_gen = &gen0;
 	cpu->run_gen_want = 0;
@@ -559,7 +530,7 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 		b->slot[i].h = f;
 	}
 	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
-	b->slot[n].h = t_end;
+	b->slot[n].h = b->system_end ? t_end_sys : t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -750,12 +721,16 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 	off = (unsigned)(first - b->slot);
 	cpu->run_budget = budget;
 	cpu->run_chained = 0;
+	cpu->run_links = 0;
+	cpu->run_xneed = emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3);
 	r = first->h(cpu, first, cpu->rip);
 	b = cpu->run_block; /* the last of the chain */
 	cnt = cpu->run_chained - off +
 	      (unsigned)((const struct emu_slot *)cpu->run_left - b->slot);
 	cpu->stats.insns += cnt;
 	*done += cnt;
+	bc->stats.hits += cpu->run_links;
+	bc->stats.linked += cpu->run_links;
 	/* After the last instruction, whether it branched or not. */
 	if (r == 0 && cpu->run_left == &b->slot[b->n] && b->system_end)
 		*stop = true;

@@ -203,9 +203,11 @@ static inline void lz(struct emu_cpu *cpu, enum emu_lf_op op, unsigned size,
 	cpu->lf.aux = aux;
 }
 
-/* Condition `cc` (as emu_cond()), computed straight from the operands
- * after the two records branches follow most: CMP/SUB and logic/TEST. */
-static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
+/* Condition `cc` (as emu_cond()) computed straight from the operands
+ * after the two records branches follow most, CMP/SUB and logic/TEST:
+ * 1 or 0, or -1 when emu_cond() must evaluate it. */
+static inline __attribute__((always_inline)) int
+fcond_quick(const struct emu_cpu *cpu, unsigned cc)
 {
 	const struct emu_lazy_flags *lf = &cpu->lf;
 	bool r;
@@ -225,7 +227,7 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 			r = (int64_t)emu_sext(a, sz) <= (int64_t)emu_sext(b, sz);
 			break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
@@ -236,11 +238,19 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 		case 4: case 6: r = emu_msb(lf->res, lf->size); break; /* S, L */
 		case 7: r = lf->res == 0 || emu_msb(lf->res, lf->size); break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
-	return emu_cond(cpu, cc);
+	return -1;
+}
+
+static inline __attribute__((always_inline)) bool
+fcond(const struct emu_cpu *cpu, unsigned cc)
+{
+	int r = fcond_quick(cpu, cc);
+
+	return r < 0 ? emu_cond(cpu, cc) : r;
 }
 
 /* ---- ALU: ADD ADC SUB SBB CMP AND OR XOR TEST ------------------------- */
@@ -763,18 +773,42 @@ SIZED_F(f_dec_r, {
 /* ---- Jcc rel ------------------------------------------------------------ */
 
 /* A branch ends its block, so both ways leave it (the next slot is the
- * end slot), through the block's links. */
-TH(f_jcc64)
-{
-	uint64_t t;
-
-	if (!fcond(cpu, s->in.cc))
-		return emu_t_chain(cpu, s, NEXT);
-	t = NEXT + (uint64_t)s->in.opnd[0].val;
-	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
-		SLOW(); /* #GP */
+ * end slot), through the block's links.  One copy per condition, so that
+ * fcond() folds to the test of that condition. */
+#define JCC_BODY(COND)                                                        \
+	uint64_t t;                                                           \
+									      \
+	if (!(COND))                                                          \
+		return emu_t_chain(cpu, s, NEXT);                             \
+	t = NEXT + (uint64_t)s->in.opnd[0].val;                               \
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)                        \
+		SLOW(); /* #GP */                                             \
 	return emu_t_chain(cpu, s, t);
+
+/* The other records: emu_cond(), called from here so that the copies
+ * below make no call of their own (and need no stack frame). */
+TH(f_jcc64_cond)
+{
+	JCC_BODY(emu_cond(cpu, s->in.cc))
 }
+
+#define JCC(CC)                                                               \
+TH(f_jcc64_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_jcc64_cond(cpu, s, rip);                             \
+	JCC_BODY(c)                                                           \
+}
+JCC(0) JCC(1) JCC(2) JCC(3) JCC(4) JCC(5) JCC(6) JCC(7)
+JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
+
+static const emu_thandler f_jcc64[16] = {
+	f_jcc64_0, f_jcc64_1, f_jcc64_2, f_jcc64_3, f_jcc64_4, f_jcc64_5,
+	f_jcc64_6, f_jcc64_7, f_jcc64_8, f_jcc64_9, f_jcc64_10, f_jcc64_11,
+	f_jcc64_12, f_jcc64_13, f_jcc64_14, f_jcc64_15,
+};
 
 /* JMP rel, JMP r64, JMP m64 */
 TH(f_jmp_rel64)
@@ -943,7 +977,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		return in->opsize == 8 && in->nr_opnds == 0 ? f_ret64 : NULL;
 	case EMU_OP_JCC:
 		return in->nr_opnds >= 1 && d->kind == EMU_OPND_REL &&
-		       in->opsize == 8 ? f_jcc64 : NULL;
+		       in->opsize == 8 ? f_jcc64[in->cc & 15] : NULL;
 	case EMU_OP_JMP:
 		if (in->opsize != 8 || in->nr_opnds < 1)
 			return NULL;
