@@ -203,9 +203,10 @@ static inline void lz(struct emu_cpu *cpu, enum emu_lf_op op, unsigned size,
 	cpu->lf.aux = aux;
 }
 
-/* Condition `cc` (as emu_cond()) computed straight from the operands
- * after the two records branches follow most, CMP/SUB and logic/TEST:
- * 1 or 0, or -1 when emu_cond() must evaluate it. */
+/* Condition `cc` (as emu_cond()) computed straight from the record for
+ * the conditions and records branches meet most (CMP/SUB, logic/TEST, Z
+ * and S after anything): 1 or 0, or -1 when emu_cond() must evaluate
+ * it. */
 static inline __attribute__((always_inline)) int
 fcond_quick(const struct emu_cpu *cpu, unsigned cc)
 {
@@ -237,6 +238,22 @@ fcond_quick(const struct emu_cpu *cpu, unsigned cc)
 		case 2: case 3: r = lf->res == 0; break;   /* Z, BE */
 		case 4: case 6: r = emu_msb(lf->res, lf->size); break; /* S, L */
 		case 7: r = lf->res == 0 || emu_msb(lf->res, lf->size); break;
+		default:
+			return -1;
+		}
+		return r ^ (cc & 1);
+	}
+	/* ZF and SF come from the result for every other record (flags.c)
+	 * but eager flags and rotates; CF of an ADD is a compare. */
+	if (lf->op != EMU_LF_NONE && lf->op != EMU_LF_ROT) {
+		switch (cc >> 1) {
+		case 1:
+			if (lf->op != EMU_LF_ADD)
+				return -1;
+			r = lf->res < lf->src1;
+			break;
+		case 2: r = lf->res == 0; break;
+		case 4: r = emu_msb(lf->res, lf->size); break;
 		default:
 			return -1;
 		}
