@@ -24,19 +24,30 @@
 #define TH(name) \
 	static int name(struct emu_cpu *cpu, const struct emu_slot *s, \
 			uint64_t rip)
-/* A handler with a memory operand, in two copies: `name` computes the
- * address the general way (emu_ea(), FS/GS bases), `name##_b` only for
- * [base + disp] with 64-bit addressing and no FS/GS override (eak), the
- * form most memory operands take. */
+/* How a memory handler computes its operand's linear address, fixed per
+ * copy (ea_kind() picks one when the block is built): EA_GEN the general
+ * way (emu_ea(), FS/GS bases); the others only with 64-bit addressing:
+ * [base + disp], [base + index * scale + disp] and [rip + disp] without
+ * an FS/GS override, and FS:/GS:[disp] (per-CPU data). */
+enum { EA_GEN, EA_BASE, EA_BIS, EA_RIP, EA_SEG, EA_KINDS };
+
+/* A handler with a memory operand, one copy per address kind: `name`
+ * (EA_GEN), name##_b, _x, _r, _s. */
 #define TH_MEM(name)                                                          \
 	static inline __attribute__((always_inline)) int                      \
 	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
-		const bool eak);                                              \
-	TH(name) { return name##_(cpu, s, rip, false); }                      \
-	TH(name##_b) { return name##_(cpu, s, rip, true); }                   \
+		const int eak);                                               \
+	TH(name) { return name##_(cpu, s, rip, EA_GEN); }                     \
+	TH(name##_b) { return name##_(cpu, s, rip, EA_BASE); }                \
+	TH(name##_x) { return name##_(cpu, s, rip, EA_BIS); }                 \
+	TH(name##_r) { return name##_(cpu, s, rip, EA_RIP); }                 \
+	TH(name##_s) { return name##_(cpu, s, rip, EA_SEG); }                 \
 	static inline __attribute__((always_inline)) int                      \
 	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
-		const bool eak)
+		const int eak)
+
+/* The copies of a TH_MEM handler, indexed by address kind. */
+#define MEM_COPIES(name) { name, name##_b, name##_x, name##_r, name##_s }
 
 /* A flag-setting handler in two copies: `name` records the flags,
  * `name##_nf` does not, for an instruction whose flags the block
@@ -127,19 +138,31 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 }
 
 /* fhost_lin() of memory operand `o` (`next`: the RIP-relative base;
- * eak: the operand is [base + disp], see TH_MEM). */
+ * eak: the address kind, see TH_MEM). */
 static inline __attribute__((always_inline)) uint8_t *
 fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
-      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, bool eak)
+      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, int eak)
 {
-	uint64_t lin;
+	uint64_t lin = (uint64_t)o->val;
 
-	if (eak) {
-		lin = (uint64_t)o->val + cpu->gpr[o->base];
-	} else {
+	switch (eak) {
+	case EA_BASE:
+		lin += cpu->gpr[o->base];
+		break;
+	case EA_BIS:
+		lin += cpu->gpr[o->base] + cpu->gpr[o->index] * o->scale;
+		break;
+	case EA_RIP:
+		lin += next;
+		break;
+	case EA_SEG:
+		lin += cpu->seg[o->seg].base;
+		break;
+	default:
 		lin = emu_ea(cpu, in, o, next);
 		if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
 			lin += cpu->seg[o->seg].base;
+		break;
 	}
 	return fhost_lin(cpu, lin, size, need, gpa);
 }
@@ -390,19 +413,27 @@ ALU_SIZE(name, OPK, 1)                                                        \
 ALU_SIZE(name, OPK, 2)                                                        \
 ALU_SIZE(name, OPK, 4)                                                        \
 ALU_SIZE(name, OPK, 8)                                                        \
-static const emu_thandler alu_##name[8][4] = {                                \
+static const emu_thandler alu_##name##_reg[4][4] = {                          \
 	{ f_##name##_rr1, f_##name##_rr2, f_##name##_rr4, f_##name##_rr8 },   \
 	{ f_##name##_ri1, f_##name##_ri2, f_##name##_ri4, f_##name##_ri8 },   \
-	{ f_##name##_rm1, f_##name##_rm2, f_##name##_rm4, f_##name##_rm8 },   \
-	{ f_##name##_m1, f_##name##_m2, f_##name##_m4, f_##name##_m8 },       \
-	{ f_##name##_rm1_b, f_##name##_rm2_b, f_##name##_rm4_b,               \
-	  f_##name##_rm8_b },                                                 \
-	{ f_##name##_m1_b, f_##name##_m2_b, f_##name##_m4_b, f_##name##_m8_b }, \
 	{ f_##name##_rr1_nf, f_##name##_rr2_nf, f_##name##_rr4_nf,            \
 	  f_##name##_rr8_nf },                                                \
 	{ f_##name##_ri1_nf, f_##name##_ri2_nf, f_##name##_ri4_nf,            \
 	  f_##name##_ri8_nf },                                                \
+};                                                                            \
+static const emu_thandler alu_##name##_mem[2][EA_KINDS][4] = {                \
+	{ ALU_COPIES(name, rm) },                                             \
+	{ ALU_COPIES(name, m) },                                              \
 };
+
+/* [kind][size] of the TH_MEM forms of one operation. */
+#define ALU_COPIES(name, form)                                                \
+	ALU_KIND(name, form, ), ALU_KIND(name, form, _b),                     \
+	ALU_KIND(name, form, _x), ALU_KIND(name, form, _r),                   \
+	ALU_KIND(name, form, _s)
+#define ALU_KIND(name, form, k)                                               \
+	{ f_##name##_##form##1##k, f_##name##_##form##2##k,                   \
+	  f_##name##_##form##4##k, f_##name##_##form##8##k }
 
 ALU_FORMS(add, EMU_OP_ADD)
 ALU_FORMS(adc, EMU_OP_ADC)
@@ -475,15 +506,18 @@ TH_MEM(name##SZ)                                                              \
 	const struct emu_insn *in = &s->in;                                   \
 	__VA_ARGS__                                                           \
 }
-/* The same, with a memory operand: name[eak][size]. */
+/* The same, with a memory operand: name[address kind][size]. */
 #define SIZED_ALL_MEM(name, ...)                                              \
 	SIZED_ONE_MEM(name, 1, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 2, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 4, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 8, __VA_ARGS__)                                   \
-static const emu_thandler name[2][4] = {                                      \
+static const emu_thandler name[EA_KINDS][4] = {                               \
 	{ name##1, name##2, name##4, name##8 },                               \
 	{ name##1_b, name##2_b, name##4_b, name##8_b },                       \
+	{ name##1_x, name##2_x, name##4_x, name##8_x },                       \
+	{ name##1_r, name##2_r, name##4_r, name##8_r },                       \
+	{ name##1_s, name##2_s, name##4_s, name##8_s },                       \
 };
 
 SIZED_ALL(f_mov_rr, {
@@ -945,17 +979,27 @@ static bool gpr(const struct emu_opnd *o, unsigned size)
 				o->reg < EMU_REG_AH + 4));
 }
 
-/* Whether memory operand `o` is [base + disp] with 64-bit addressing and
- * no FS/GS base: the handlers' `_b` copies (TH_MEM). */
-static bool simple_ea(const struct emu_insn *in, const struct emu_opnd *o)
+/* The address kind (TH_MEM) for memory operand `o`. */
+static int ea_kind(const struct emu_insn *in, const struct emu_opnd *o)
 {
-	return o->kind == EMU_OPND_MEM && o->base < 16 &&
-	       o->index == EMU_REG_NONE && in->addrsize == 8 &&
-	       o->seg != EMU_SEG_FS && o->seg != EMU_SEG_GS;
+	bool fsgs = o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS;
+
+	if (in->addrsize != 8)
+		return EA_GEN;
+	if (fsgs)
+		return o->base == EMU_REG_NONE && o->index == EMU_REG_NONE ?
+		       EA_SEG : EA_GEN;
+	if (o->base == EMU_REG_RIP)
+		return EA_RIP;
+	if (o->base >= 16)
+		return EA_GEN;
+	if (o->index == EMU_REG_NONE)
+		return EA_BASE;
+	return o->index < 16 ? EA_BIS : EA_GEN;
 }
 
-/* Pick the general or the [base + disp] copy of a TH_MEM handler. */
-#define MEMH(name, o) (simple_ea(in, (o)) ? name##_b : name)
+/* The copy of a TH_MEM handler for memory operand `o`. */
+#define MEMH(name, o) (((const emu_thandler[])MEM_COPIES(name))[ea_kind(in, (o))])
 
 /* Index of operand size 1, 2, 4, 8 in the handler tables, or -1. */
 static int size_index(unsigned size)
@@ -1018,11 +1062,11 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
 			return f_mov_ri[si];
 		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
-			return f_mov_rm[simple_ea(in, s)][si];
+			return f_mov_rm[ea_kind(in, s)][si];
 		if (d->kind == EMU_OPND_MEM && gpr(s, size))
-			return f_mov_mr[simple_ea(in, d)][si];
+			return f_mov_mr[ea_kind(in, d)][si];
 		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
-			return f_mov_mi[simple_ea(in, d)][si];
+			return f_mov_mi[ea_kind(in, d)][si];
 		return NULL;
 	case EMU_OP_NOT: case EMU_OP_NEG:
 		if (in->nr_opnds != 1 || si < 0 || !gpr(d, size))
@@ -1031,36 +1075,33 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 	case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB:
 	case EMU_OP_CMP: case EMU_OP_AND: case EMU_OP_OR: case EMU_OP_XOR:
 	case EMU_OP_TEST: {
-		const emu_thandler (*t)[4];
-		int form;
+		const emu_thandler (*t)[4], (*tm)[EA_KINDS][4];
 
 		switch (in->op) {
-		case EMU_OP_ADD: t = alu_add; break;
-		case EMU_OP_ADC: t = alu_adc; break;
-		case EMU_OP_SUB: t = alu_sub; break;
-		case EMU_OP_SBB: t = alu_sbb; break;
-		case EMU_OP_CMP: t = alu_cmp; break;
-		case EMU_OP_AND: t = alu_and; break;
-		case EMU_OP_OR:  t = alu_or; break;
-		case EMU_OP_XOR: t = alu_xor; break;
-		default: t = alu_test; break;
+		case EMU_OP_ADD: t = alu_add_reg; tm = alu_add_mem; break;
+		case EMU_OP_ADC: t = alu_adc_reg; tm = alu_adc_mem; break;
+		case EMU_OP_SUB: t = alu_sub_reg; tm = alu_sub_mem; break;
+		case EMU_OP_SBB: t = alu_sbb_reg; tm = alu_sbb_mem; break;
+		case EMU_OP_CMP: t = alu_cmp_reg; tm = alu_cmp_mem; break;
+		case EMU_OP_AND: t = alu_and_reg; tm = alu_and_mem; break;
+		case EMU_OP_OR:  t = alu_or_reg; tm = alu_or_mem; break;
+		case EMU_OP_XOR: t = alu_xor_reg; tm = alu_xor_mem; break;
+		default: t = alu_test_reg; tm = alu_test_mem; break;
 		}
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
 		if (d->kind == EMU_OPND_MEM)
-			form = !gpr(s, size) && s->kind != EMU_OPND_IMM ? -1 :
-			       simple_ea(in, d) ? 5 : 3;
-		else if (!gpr(d, size))
-			form = -1;
-		else if (gpr(s, size))
-			form = nf ? 6 : 0;
-		else if (s->kind == EMU_OPND_IMM)
-			form = nf ? 7 : 1;
-		else if (s->kind == EMU_OPND_MEM && s->size == size)
-			form = simple_ea(in, s) ? 4 : 2;
-		else
-			form = -1;
-		return form < 0 ? NULL : t[form][si];
+			return gpr(s, size) || s->kind == EMU_OPND_IMM ?
+			       tm[1][ea_kind(in, d)][si] : NULL;
+		if (!gpr(d, size))
+			return NULL;
+		if (gpr(s, size))
+			return t[nf ? 2 : 0][si];
+		if (s->kind == EMU_OPND_IMM)
+			return t[nf ? 3 : 1][si];
+		if (s->kind == EMU_OPND_MEM && s->size == size)
+			return tm[0][ea_kind(in, s)][si];
+		return NULL;
 	}
 	default:
 		break;
