@@ -225,6 +225,7 @@ void emu_blocks_destroy(struct emu_blocks *b)
 void emu_blocks_flush(struct emu_blocks *b)
 {
 	memset(b->hash, 0, sizeof(b->hash));
+	memset(b->jc, 0, sizeof(b->jc));
 	b->used = 0;
 	b->stats.flushes++;
 }
@@ -346,6 +347,50 @@ static int t_end_sys(struct emu_cpu *cpu, const struct emu_slot *s,
 	cpu->rip = rip;
 	cpu->run_left = s;
 	return 0;
+}
+
+static unsigned jc_index(uint64_t rip)
+{
+	return (unsigned)(rip ^ (rip >> 12)) & (EMU_BLOCKS_JC - 1);
+}
+
+/* The valid 64-bit block the jump cache holds for linear `rip`, or NULL:
+ * the TLB must still translate `rip` to its page, with `xneed`. */
+static struct emu_block *jc_find(struct emu_cpu *cpu, struct emu_blocks *bc,
+				 uint64_t rip, unsigned xneed)
+{
+	const struct emu_jc *j = &bc->jc[jc_index(rip)];
+	struct emu_block *b = j->b;
+	const struct emu_tlb_entry *e = &cpu->tlb.e[emu_tlb_index(rip)];
+
+	if (j->rip != rip || !b || e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull) || !(e->perm & xneed) ||
+	    atomic_load_explicit(&bc->map->gen[b->page],
+				 memory_order_acquire) != b->gen)
+		return NULL;
+	return b;
+}
+
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b);
+
+int emu_t_chain_jc(struct emu_cpu *cpu, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+
+	if (cpu->run_budget <= b->n)
+		return 0;
+	nb = jc_find(cpu, cpu->blocks, rip, cpu->run_xneed);
+	if (!nb)
+		return 0;
+	link_blocks(cpu, b, nb);
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	cpu->run_links++;
+	cpu->run_block = nb;
+	cpu->run_gen = &cpu->blocks->map->gen[nb->page];
+	cpu->run_gen_want = nb->gen;
+	return nb->slot[0].h(cpu, nb->slot, rip);
 }
 
 /* Remember in `prev` (a 64-bit block whose last instruction retired) that
@@ -553,6 +598,14 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 		lin = cpu->rip;
 		if (!canonical(lin))
 			return NULL;
+		emu_tlb_check(cpu);
+		b = jc_find(cpu, bc, lin,
+			    emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3));
+		if (b) {
+			b->hits++;
+			bc->stats.hits++;
+			goto link;
+		}
 	} else {
 		if (cpu->rip > cs->limit)
 			return NULL;
@@ -596,6 +649,10 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 	if (!b || bc->stats.flushes != flushes)
 		return b; /* a flush dropped `prev` with everything else */
 link:
+	if (mode == EMU_MODE_LONG64) {
+		bc->jc[jc_index(lin)].rip = lin;
+		bc->jc[jc_index(lin)].b = b;
+	}
 	if (prev) {
 		prev->succ[prev->succ_next] = b;
 		prev->succ_next ^= 1;
