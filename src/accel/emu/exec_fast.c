@@ -548,13 +548,7 @@ SIZED_ALL_MEM(f_mov_mi, {
 	CONT_W();
 })
 
-/* SETcc r/m8 */
-TH(f_set_r)
-{
-	wrs(cpu, s->in.opnd[0].reg, 1, fcond(cpu, s->in.cc));
-	CONT();
-}
-
+/* SETcc m8 (SETcc r8 below, with CMOVcc) */
 TH_MEM(f_set_m)
 {
 	FSTORE(&s->in.opnd[0], 1, fcond(cpu, s->in.cc));
@@ -604,14 +598,73 @@ SIZED(f_lea, {
 	CONT();
 })
 
-SIZED(f_cmov_rr, {
-	unsigned d = in->opnd[0].reg;
-	uint64_t v = fcond(cpu, in->cc) ? cpu->gpr[in->opnd[1].reg] :
-					      cpu->gpr[d];
+/* CMOVcc r, r and SETcc r8: one copy per condition and size (like Jcc),
+ * and a shared one for the records fcond_quick() leaves to emu_cond(). */
+static inline __attribute__((always_inline)) int
+cmov_rr(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,
+	uint64_t M, bool c)
+{
+	unsigned d = s->in.opnd[0].reg;
 
-	wr(cpu, d, M, v);
+	wr(cpu, d, M, c ? cpu->gpr[s->in.opnd[1].reg] : cpu->gpr[d]);
 	CONT();
-})
+}
+
+TH(f_cmov_rr4_cond)
+{
+	return cmov_rr(cpu, s, rip, M4, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_cmov_rr8_cond)
+{
+	return cmov_rr(cpu, s, rip, M8, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_set_r_cond)
+{
+	wrs(cpu, s->in.opnd[0].reg, 1, emu_cond(cpu, s->in.cc));
+	CONT();
+}
+
+#define CC_COPIES(CC)                                                         \
+TH(f_cmov_rr4_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr4_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M4, c);                                   \
+}                                                                             \
+TH(f_cmov_rr8_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr8_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M8, c);                                   \
+}                                                                             \
+TH(f_set_r_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_set_r_cond(cpu, s, rip);                             \
+	wrs(cpu, s->in.opnd[0].reg, 1, (uint64_t)c);                          \
+	CONT();                                                               \
+}
+CC_COPIES(0) CC_COPIES(1) CC_COPIES(2) CC_COPIES(3) CC_COPIES(4)
+CC_COPIES(5) CC_COPIES(6) CC_COPIES(7) CC_COPIES(8) CC_COPIES(9)
+CC_COPIES(10) CC_COPIES(11) CC_COPIES(12) CC_COPIES(13) CC_COPIES(14)
+CC_COPIES(15)
+
+#define BY_CC(name) {                                                         \
+	name##_0, name##_1, name##_2, name##_3, name##_4, name##_5,           \
+	name##_6, name##_7, name##_8, name##_9, name##_10, name##_11,         \
+	name##_12, name##_13, name##_14, name##_15 }
+static const emu_thandler f_cmov_rr[2][16] = {
+	BY_CC(f_cmov_rr4), BY_CC(f_cmov_rr8),
+};
+static const emu_thandler f_set_r[16] = BY_CC(f_set_r);
 
 /* MOVZX r32/r64, r/m8 and r/m16 (the destination is 4 or 8 bytes: the
  * zero-extended value is the whole register either way). */
@@ -1052,7 +1105,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		if (in->nr_opnds != 1 || d->size != 1)
 			return NULL;
 		if (gpr(d, 1))
-			return f_set_r;
+			return f_set_r[in->cc & 15];
 		return d->kind == EMU_OPND_MEM ? MEMH(f_set_m, d) : NULL;
 	case EMU_OP_MOV:
 		if (in->nr_opnds != 2 || si < 0)
@@ -1141,7 +1194,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		return s->kind == EMU_OPND_MEM ? MEMH(f_movsx_rm, s) : NULL;
 	case EMU_OP_CMOV:
 		return gpr(s, size) && in->nr_opnds == 2 ?
-		       (z ? f_cmov_rr8 : f_cmov_rr4) : NULL;
+		       f_cmov_rr[z][in->cc & 15] : NULL;
 	case EMU_OP_IMUL:
 		if (!gpr(s, size))
 			return NULL;
