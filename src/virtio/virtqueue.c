@@ -9,7 +9,10 @@
  *   - the available index is read once per virtq_pop() and the distance
  *     to last_avail_idx must be at most `size` (a driver can never have
  *     more than `size` chains outstanding; more means a corrupted index,
- *     and trusting it would make us re-pop stale heads);
+ *     and trusting it would make us re-pop stale heads); likewise the
+ *     chains popped and not yet pushed (last_avail_idx - used_idx) never
+ *     exceed `size`, so a device cannot be made to hold more requests
+ *     than the ring has descriptors, and a saved queue always loads;
  *   - every buffer is resolved with gm_ptr(), which only succeeds when the
  *     whole [addr, addr + len) lies in one RAM region: a buffer in the MMIO
  *     hole, past the end of RAM, or straddling the hole is refused;
@@ -111,7 +114,10 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 	uint16_t size = vq->size;
 	void *desc, *avail, *used;
 
-	vq->ready = false;
+	/* Whatever happens, nothing of an earlier enable survives. */
+	vq->ready = vq->broken = false;
+	vq->signalled_valid = vq->notify_off = false;
+	vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
 	if (size == 0 || (size & (size - 1)) || size > vq->max_size ||
 	    size > VIRTQ_MAX_SIZE)
 		return -EINVAL;
@@ -128,12 +134,6 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 	vq->mem = mem;
 	vq->event_idx = event_idx;
 	vq->indirect = indirect;
-	vq->last_avail_idx = 0;
-	vq->used_idx = 0;
-	vq->signalled_used = 0;
-	vq->signalled_valid = false;
-	vq->notify_off = false;
-	vq->broken = false;
 	vq->ready = true;
 	return 0;
 }
@@ -231,6 +231,11 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem)
 		return 0;
 	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->size)
 		return broken(vq);
+	/* Every chain in flight holds at least one descriptor of the table,
+	 * so a driver cannot have more than `size` outstanding: one more
+	 * means a head offered again before it came back. */
+	if ((uint16_t)(vq->last_avail_idx - vq->used_idx) >= vq->size)
+		return broken(vq);
 	head = vq->avail[AVAIL_RING + (vq->last_avail_idx & (vq->size - 1))];
 	if (head >= vq->size)
 		return broken(vq);
@@ -320,8 +325,10 @@ bool virtq_should_notify(struct virtq *vq)
 		return false;
 	/* used->idx (published in virtq_push) before used_event / flags. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (valid && old == vq->used_idx)
-		return false; /* nothing pushed since the last interrupt */
+	/* Nothing pushed since the last interrupt (or ever: signalled_used
+	 * starts at 0 like used_idx): nothing to tell. */
+	if (old == vq->used_idx)
+		return false;
 	if (vq->event_idx) {
 		uint16_t event = __atomic_load_n(used_event_ptr(vq),
 						 __ATOMIC_RELAXED);

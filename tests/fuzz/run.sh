@@ -5,6 +5,7 @@
 #   tests/fuzz/run.sh --coverage [TARGET...]    line coverage of the corpora
 #
 # Targets: fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load
+# fuzz_virtqueue
 # (default: all).  Environment:
 #   BUILD_FUZZ   build directory (build-fuzz), configured with clang and
 #                -Dfuzz=true if it does not exist yet
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 build=${BUILD_FUZZ:-build-fuzz}
-all_targets=(fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load)
+all_targets=(fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load fuzz_virtqueue)
 coverage=0
 secs=60
 if [[ ${1:-} == --coverage ]]; then
@@ -52,7 +53,9 @@ for t in "${targets[@]}"; do
 	cp -n tests/fuzz/corpus-regress/"$t"/* "$build/corpus/$t/" 2>/dev/null || true
 done
 for g in build/tests/guests/*.elf build/tests/guests/*.bzImage; do
-	[[ -f $g ]] && cp -n "$g" "$build/corpus/fuzz_boot_load/guest-$(basename "$g")" || true
+	# Only when fuzz_boot_load is among the targets (its corpus exists).
+	[[ -f $g && -d $build/corpus/fuzz_boot_load ]] &&
+		cp -n "$g" "$build/corpus/fuzz_boot_load/guest-$(basename "$g")" || true
 done
 
 if [[ $coverage == 1 ]]; then
@@ -74,7 +77,7 @@ if [[ $coverage == 1 ]]; then
 	done
 	llvm-profdata merge -o "$cov/fuzz.profdata" "$cov"/prof-*.profraw
 	llvm-cov report "${objs[@]:1}" -instr-profile="$cov/fuzz.profdata" |
-		grep -E '^(Filename|src/hw/.*\.c|src/arch/x86/boot.*\.c|src/core/(state|bus|memory|timer)\.c) '
+		grep -E '^(Filename|src/hw/.*\.c|src/virtio/.*\.c|src/arch/x86/boot.*\.c|src/core/(state|bus|memory|timer)\.c) '
 	exit 0
 fi
 

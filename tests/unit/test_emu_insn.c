@@ -1089,7 +1089,8 @@ static void test_lazy_flags_sequence(void **state)
 }
 
 /* exec_fast.c's Jcc and CMOVcc evaluate conditions straight from CMP/SUB
- * and logic records: every condition must agree with emu_cond(). */
+ * and logic records, and Z/S (and an ADD's C) from any record: every
+ * condition must agree with emu_cond(). */
 static void test_fast_conditions(void **state)
 {
 	static const unsigned sizes[] = { 1, 2, 4, 8 };
@@ -1118,18 +1119,47 @@ static void test_fast_conditions(void **state)
 		for (size_t si = 0; si < 4; si++)
 			for (size_t i = 0; i < NR_EDGE; i++)
 				for (size_t j = 0; j < NR_EDGE; j++)
-					for (int kind = 0; kind < 2; kind++) {
+					for (int kind = 0; kind < 5; kind++) {
 			unsigned sz = sizes[si];
 			uint64_t m = sz == 8 ? ~0ull : (1ull << (sz * 8)) - 1;
 			uint64_t a = edge[i] & m, b = edge[j] & m;
+			unsigned c = (unsigned)(b % (sz * 8 - 1)) + 1;
 			bool want;
 
-			cpu.lf.op = kind ? EMU_LF_LOGIC : EMU_LF_SUB;
 			cpu.lf.size = (uint8_t)sz;
-			cpu.lf.res = kind ? (a & b) : ((a - b) & m);
-			cpu.lf.src1 = kind ? 0 : a;
-			cpu.lf.src2 = kind ? 0 : b;
 			cpu.lf.aux = 0;
+			switch (kind) {
+			case 0: /* SUB */
+				cpu.lf.op = EMU_LF_SUB;
+				cpu.lf.res = (a - b) & m;
+				cpu.lf.src1 = a;
+				cpu.lf.src2 = b;
+				break;
+			case 1: /* logic */
+				cpu.lf.op = EMU_LF_LOGIC;
+				cpu.lf.res = a & b;
+				cpu.lf.src1 = cpu.lf.src2 = 0;
+				break;
+			case 2: /* ADD */
+				cpu.lf.op = EMU_LF_ADD;
+				cpu.lf.res = (a + b) & m;
+				cpu.lf.src1 = a;
+				cpu.lf.src2 = b;
+				break;
+			case 3: /* DEC, CF kept from b */
+				cpu.lf.op = EMU_LF_DEC;
+				cpu.lf.res = (a - 1) & m;
+				cpu.lf.src1 = a;
+				cpu.lf.src2 = 1;
+				cpu.lf.aux = b & 1;
+				break;
+			default: /* SHR */
+				cpu.lf.op = EMU_LF_SHR;
+				cpu.lf.res = a >> c;
+				cpu.lf.src1 = a;
+				cpu.lf.src2 = c;
+				break;
+			}
 			want = emu_cond(&cpu, cc);
 			cpu.rip = 0x1000 - jcc.len;
 			assert_int_equal(emu_t_run_one(&cpu, hj, &jcc), 0);

@@ -225,6 +225,7 @@ void emu_blocks_destroy(struct emu_blocks *b)
 void emu_blocks_flush(struct emu_blocks *b)
 {
 	memset(b->hash, 0, sizeof(b->hash));
+	memset(b->jc, 0, sizeof(b->jc));
 	b->used = 0;
 	b->stats.flushes++;
 }
@@ -333,48 +334,61 @@ static bool canonical(uint64_t lin)
 
 /* ---- threaded handlers (64-bit blocks) -------------------------------- */
 
-/* The end slot: every instruction of the block retired. */
+/* The end slot: every instruction of the block retired; t_end_sys after
+ * a system instruction, which ends the run too. */
 static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
 {
-	if (cpu->run_block->system_end) {
-		cpu->rip = rip;
-		cpu->run_left = s;
-		return 0;
-	}
 	return emu_t_chain(cpu, s - 1, rip);
 }
 
-int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+static int t_end_sys(struct emu_cpu *cpu, const struct emu_slot *s,
+		     uint64_t rip)
+{
+	cpu->rip = rip;
+	cpu->run_left = s;
+	return 0;
+}
+
+static unsigned jc_index(uint64_t rip)
+{
+	return (unsigned)(rip ^ (rip >> 12)) & (EMU_BLOCKS_JC - 1);
+}
+
+/* The valid 64-bit block the jump cache holds for linear `rip`, or NULL:
+ * the TLB must still translate `rip` to its page, with `xneed`. */
+static struct emu_block *jc_find(struct emu_cpu *cpu, struct emu_blocks *bc,
+				 uint64_t rip, unsigned xneed)
+{
+	const struct emu_jc *j = &bc->jc[jc_index(rip)];
+	struct emu_block *b = j->b;
+	const struct emu_tlb_entry *e = &cpu->tlb.e[emu_tlb_index(rip)];
+
+	if (j->rip != rip || !b || e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull) || !(e->perm & xneed) ||
+	    atomic_load_explicit(&bc->map->gen[b->page],
+				 memory_order_acquire) != b->gen)
+		return NULL;
+	return b;
+}
+
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b);
+
+int emu_t_chain_jc(struct emu_cpu *cpu, uint64_t rip)
 {
 	struct emu_block *b = cpu->run_block, *nb;
-	const struct emu_link *l = &b->link[0];
-	const struct emu_tlb_entry *e;
-	const _Atomic uint32_t *gen;
 
-	cpu->rip = rip;
-	cpu->run_left = s + 1;
-	if (l->rip != rip) {
-		l = &b->link[1];
-		if (l->rip != rip)
-			return 0;
-	}
-	nb = l->b;
-	if (!nb || cpu->run_budget <= b->n)
+	if (cpu->run_budget <= b->n)
 		return 0;
-	e = &cpu->tlb.e[l->tlb_index];
-	if (e->tag != l->tag || e->gpa != l->page ||
-	    !(e->perm & emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3)))
+	nb = jc_find(cpu, cpu->blocks, rip, cpu->run_xneed);
+	if (!nb)
 		return 0;
-	gen = &cpu->code->gen[nb->page];
-	if (atomic_load_explicit(gen, memory_order_acquire) != nb->gen)
-		return 0;
+	link_blocks(cpu, b, nb);
 	cpu->run_budget -= b->n;
 	cpu->run_chained += b->n;
-	nb->hits++;
-	cpu->blocks->stats.hits++;
-	cpu->blocks->stats.linked++;
+	cpu->run_links++;
 	cpu->run_block = nb;
-	cpu->run_gen = gen;
+	cpu->run_gen = &cpu->blocks->map->gen[nb->page];
 	cpu->run_gen_want = nb->gen;
 	return nb->slot[0].h(cpu, nb->slot, rip);
 }
@@ -400,6 +414,8 @@ static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
 	l->b = b;
 	l->tag = e->tag;
 	l->page = e->gpa;
+	l->gen = &cpu->code->gen[b->page];
+	l->want = b->gen;
 	l->tlb_index = i;
 }
 
@@ -467,10 +483,10 @@ int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
 	if (!b)
 		return -ENOMEM;
 	b->n = 1;
-	b->system_end = true; /* no chaining: back here */
+	b->system_end = true;
 	b->slot[0].h = h;
 	b->slot[0].in = *in;
-	b->slot[1].h = t_end;
+	b->slot[1].h = t_end_sys;
 	emu_tlb_check(cpu);
 	cpu->run_gen = &gen0;
 	cpu->run_gen_want = 0;
@@ -559,7 +575,7 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 		b->slot[i].h = f;
 	}
 	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
-	b->slot[n].h = t_end;
+	b->slot[n].h = b->system_end ? t_end_sys : t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -582,6 +598,14 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 		lin = cpu->rip;
 		if (!canonical(lin))
 			return NULL;
+		emu_tlb_check(cpu);
+		b = jc_find(cpu, bc, lin,
+			    emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3));
+		if (b) {
+			b->hits++;
+			bc->stats.hits++;
+			goto link;
+		}
 	} else {
 		if (cpu->rip > cs->limit)
 			return NULL;
@@ -625,6 +649,10 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 	if (!b || bc->stats.flushes != flushes)
 		return b; /* a flush dropped `prev` with everything else */
 link:
+	if (mode == EMU_MODE_LONG64) {
+		bc->jc[jc_index(lin)].rip = lin;
+		bc->jc[jc_index(lin)].b = b;
+	}
 	if (prev) {
 		prev->succ[prev->succ_next] = b;
 		prev->succ_next ^= 1;
@@ -750,12 +778,16 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 	off = (unsigned)(first - b->slot);
 	cpu->run_budget = budget;
 	cpu->run_chained = 0;
+	cpu->run_links = 0;
+	cpu->run_xneed = emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3);
 	r = first->h(cpu, first, cpu->rip);
 	b = cpu->run_block; /* the last of the chain */
 	cnt = cpu->run_chained - off +
 	      (unsigned)((const struct emu_slot *)cpu->run_left - b->slot);
 	cpu->stats.insns += cnt;
 	*done += cnt;
+	bc->stats.hits += cpu->run_links;
+	bc->stats.linked += cpu->run_links;
 	/* After the last instruction, whether it branched or not. */
 	if (r == 0 && cpu->run_left == &b->slot[b->n] && b->system_end)
 		*stop = true;

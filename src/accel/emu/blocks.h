@@ -132,12 +132,6 @@ static inline bool emu_t_smc(const struct emu_cpu *cpu)
  * crossing, any fault). */
 int emu_t_generic(struct emu_cpu *cpu, const struct emu_slot *s,
 		  uint64_t rip);
-/* Leave the block after `s`, its last instruction, retired with RIP =
- * rip (a branch, or the fall-through), going straight on to the next
- * block when the block's link for `rip` is still valid (DIRECT CHAINING
- * in blocks.c). */
-int emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip);
-
 /* Leave after `s` retired because the block's page was written. */
 int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
 		   uint64_t next);
@@ -192,6 +186,8 @@ struct emu_block {
 		uint64_t rip;            /* linear target */
 		struct emu_block *b;
 		uint64_t tag, page;      /* the TLB entry then: tag, gpa */
+		const _Atomic uint32_t *gen; /* b's page generation word */
+		uint32_t want;           /* ... and b->gen */
 		unsigned tlb_index;
 	} link[2];
 	uint8_t link_next;         /* link[] slot the next miss replaces */
@@ -214,10 +210,18 @@ struct emu_blocks_stats {
 };
 
 #define EMU_BLOCKS_HASH 32768u
+/* Entries of the jump cache (DIRECT CHAINING in blocks.c). */
+#define EMU_BLOCKS_JC 4096u
 
 struct emu_blocks {
 	struct emu_code_map *map;
 	struct emu_block *hash[EMU_BLOCKS_HASH];
+	/* 64-bit blocks by linear RIP, checked against the TLB like links:
+	 * where chaining and the run loop look before the hash table. */
+	struct emu_jc {
+		uint64_t rip;
+		struct emu_block *b;
+	} jc[EMU_BLOCKS_JC];
 	uint8_t *arena;
 	size_t arena_size, used;
 	bool disabled;              /* run everything through emu_step() */
@@ -248,5 +252,43 @@ const struct emu_block *emu_blocks_find(struct emu_blocks *b,
  * it.
  */
 int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran);
+
+/* emu_t_chain() when the links do not lead to `rip`: through the jump
+ * cache, linking the block found; 0 (back to the run loop) if none. */
+int emu_t_chain_jc(struct emu_cpu *cpu, uint64_t rip);
+
+/* Leave the block after `s`, its last instruction, retired with RIP =
+ * rip (a branch, or the fall-through), going straight on to the next
+ * block when the block's link for `rip` is still valid (DIRECT CHAINING
+ * in blocks.c).  Inline, so that each kind of exit jumps to the next
+ * block from its own site, which the branch predictor tells apart. */
+static inline __attribute__((always_inline)) int
+emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+	const struct emu_link *l = &b->link[0];
+	const struct emu_tlb_entry *e;
+
+	cpu->rip = rip;
+	cpu->run_left = s + 1;
+	if (l->rip != rip) {
+		l = &b->link[1];
+		if (l->rip != rip)
+			return emu_t_chain_jc(cpu, rip);
+	}
+	nb = l->b;
+	e = &cpu->tlb.e[l->tlb_index];
+	if (!nb || cpu->run_budget <= b->n || e->tag != l->tag ||
+	    e->gpa != l->page || !(e->perm & cpu->run_xneed) ||
+	    atomic_load_explicit(l->gen, memory_order_acquire) != l->want)
+		return emu_t_chain_jc(cpu, rip);
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	cpu->run_links++;
+	cpu->run_block = nb;
+	cpu->run_gen = l->gen;
+	cpu->run_gen_want = l->want;
+	return nb->slot[0].h(cpu, nb->slot, rip);
+}
 
 #endif

@@ -283,6 +283,8 @@ struct emu_cpu {
 	struct emu_block *run_block;  /* the block running (or last run) */
 	unsigned run_budget;          /* instructions chaining may still start */
 	unsigned run_chained;         /* retired by blocks chained away from */
+	unsigned run_xneed;           /* TLB bits an instruction fetch needs */
+	unsigned run_links;           /* blocks entered through links */
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */

@@ -24,19 +24,30 @@
 #define TH(name) \
 	static int name(struct emu_cpu *cpu, const struct emu_slot *s, \
 			uint64_t rip)
-/* A handler with a memory operand, in two copies: `name` computes the
- * address the general way (emu_ea(), FS/GS bases), `name##_b` only for
- * [base + disp] with 64-bit addressing and no FS/GS override (eak), the
- * form most memory operands take. */
+/* How a memory handler computes its operand's linear address, fixed per
+ * copy (ea_kind() picks one when the block is built): EA_GEN the general
+ * way (emu_ea(), FS/GS bases); the others only with 64-bit addressing:
+ * [base + disp], [base + index * scale + disp] and [rip + disp] without
+ * an FS/GS override, and FS:/GS:[disp] (per-CPU data). */
+enum { EA_GEN, EA_BASE, EA_BIS, EA_RIP, EA_SEG, EA_KINDS };
+
+/* A handler with a memory operand, one copy per address kind: `name`
+ * (EA_GEN), name##_b, _x, _r, _s. */
 #define TH_MEM(name)                                                          \
 	static inline __attribute__((always_inline)) int                      \
 	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
-		const bool eak);                                              \
-	TH(name) { return name##_(cpu, s, rip, false); }                      \
-	TH(name##_b) { return name##_(cpu, s, rip, true); }                   \
+		const int eak);                                               \
+	TH(name) { return name##_(cpu, s, rip, EA_GEN); }                     \
+	TH(name##_b) { return name##_(cpu, s, rip, EA_BASE); }                \
+	TH(name##_x) { return name##_(cpu, s, rip, EA_BIS); }                 \
+	TH(name##_r) { return name##_(cpu, s, rip, EA_RIP); }                 \
+	TH(name##_s) { return name##_(cpu, s, rip, EA_SEG); }                 \
 	static inline __attribute__((always_inline)) int                      \
 	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
-		const bool eak)
+		const int eak)
+
+/* The copies of a TH_MEM handler, indexed by address kind. */
+#define MEM_COPIES(name) { name, name##_b, name##_x, name##_r, name##_s }
 
 /* A flag-setting handler in two copies: `name` records the flags,
  * `name##_nf` does not, for an instruction whose flags the block
@@ -127,19 +138,31 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 }
 
 /* fhost_lin() of memory operand `o` (`next`: the RIP-relative base;
- * eak: the operand is [base + disp], see TH_MEM). */
+ * eak: the address kind, see TH_MEM). */
 static inline __attribute__((always_inline)) uint8_t *
 fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
-      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, bool eak)
+      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, int eak)
 {
-	uint64_t lin;
+	uint64_t lin = (uint64_t)o->val;
 
-	if (eak) {
-		lin = (uint64_t)o->val + cpu->gpr[o->base];
-	} else {
+	switch (eak) {
+	case EA_BASE:
+		lin += cpu->gpr[o->base];
+		break;
+	case EA_BIS:
+		lin += cpu->gpr[o->base] + cpu->gpr[o->index] * o->scale;
+		break;
+	case EA_RIP:
+		lin += next;
+		break;
+	case EA_SEG:
+		lin += cpu->seg[o->seg].base;
+		break;
+	default:
 		lin = emu_ea(cpu, in, o, next);
 		if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
 			lin += cpu->seg[o->seg].base;
+		break;
 	}
 	return fhost_lin(cpu, lin, size, need, gpa);
 }
@@ -203,9 +226,12 @@ static inline void lz(struct emu_cpu *cpu, enum emu_lf_op op, unsigned size,
 	cpu->lf.aux = aux;
 }
 
-/* Condition `cc` (as emu_cond()), computed straight from the operands
- * after the two records branches follow most: CMP/SUB and logic/TEST. */
-static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
+/* Condition `cc` (as emu_cond()) computed straight from the record for
+ * the conditions and records branches meet most (CMP/SUB, logic/TEST, Z
+ * and S after anything): 1 or 0, or -1 when emu_cond() must evaluate
+ * it. */
+static inline __attribute__((always_inline)) int
+fcond_quick(const struct emu_cpu *cpu, unsigned cc)
 {
 	const struct emu_lazy_flags *lf = &cpu->lf;
 	bool r;
@@ -225,7 +251,7 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 			r = (int64_t)emu_sext(a, sz) <= (int64_t)emu_sext(b, sz);
 			break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
@@ -236,11 +262,35 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 		case 4: case 6: r = emu_msb(lf->res, lf->size); break; /* S, L */
 		case 7: r = lf->res == 0 || emu_msb(lf->res, lf->size); break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
-	return emu_cond(cpu, cc);
+	/* ZF and SF come from the result for every other record (flags.c)
+	 * but eager flags and rotates; CF of an ADD is a compare. */
+	if (lf->op != EMU_LF_NONE && lf->op != EMU_LF_ROT) {
+		switch (cc >> 1) {
+		case 1:
+			if (lf->op != EMU_LF_ADD)
+				return -1;
+			r = lf->res < lf->src1;
+			break;
+		case 2: r = lf->res == 0; break;
+		case 4: r = emu_msb(lf->res, lf->size); break;
+		default:
+			return -1;
+		}
+		return r ^ (cc & 1);
+	}
+	return -1;
+}
+
+static inline __attribute__((always_inline)) bool
+fcond(const struct emu_cpu *cpu, unsigned cc)
+{
+	int r = fcond_quick(cpu, cc);
+
+	return r < 0 ? emu_cond(cpu, cc) : r;
 }
 
 /* ---- ALU: ADD ADC SUB SBB CMP AND OR XOR TEST ------------------------- */
@@ -363,19 +413,27 @@ ALU_SIZE(name, OPK, 1)                                                        \
 ALU_SIZE(name, OPK, 2)                                                        \
 ALU_SIZE(name, OPK, 4)                                                        \
 ALU_SIZE(name, OPK, 8)                                                        \
-static const emu_thandler alu_##name[8][4] = {                                \
+static const emu_thandler alu_##name##_reg[4][4] = {                          \
 	{ f_##name##_rr1, f_##name##_rr2, f_##name##_rr4, f_##name##_rr8 },   \
 	{ f_##name##_ri1, f_##name##_ri2, f_##name##_ri4, f_##name##_ri8 },   \
-	{ f_##name##_rm1, f_##name##_rm2, f_##name##_rm4, f_##name##_rm8 },   \
-	{ f_##name##_m1, f_##name##_m2, f_##name##_m4, f_##name##_m8 },       \
-	{ f_##name##_rm1_b, f_##name##_rm2_b, f_##name##_rm4_b,               \
-	  f_##name##_rm8_b },                                                 \
-	{ f_##name##_m1_b, f_##name##_m2_b, f_##name##_m4_b, f_##name##_m8_b }, \
 	{ f_##name##_rr1_nf, f_##name##_rr2_nf, f_##name##_rr4_nf,            \
 	  f_##name##_rr8_nf },                                                \
 	{ f_##name##_ri1_nf, f_##name##_ri2_nf, f_##name##_ri4_nf,            \
 	  f_##name##_ri8_nf },                                                \
+};                                                                            \
+static const emu_thandler alu_##name##_mem[2][EA_KINDS][4] = {                \
+	{ ALU_COPIES(name, rm) },                                             \
+	{ ALU_COPIES(name, m) },                                              \
 };
+
+/* [kind][size] of the TH_MEM forms of one operation. */
+#define ALU_COPIES(name, form)                                                \
+	ALU_KIND(name, form, ), ALU_KIND(name, form, _b),                     \
+	ALU_KIND(name, form, _x), ALU_KIND(name, form, _r),                   \
+	ALU_KIND(name, form, _s)
+#define ALU_KIND(name, form, k)                                               \
+	{ f_##name##_##form##1##k, f_##name##_##form##2##k,                   \
+	  f_##name##_##form##4##k, f_##name##_##form##8##k }
 
 ALU_FORMS(add, EMU_OP_ADD)
 ALU_FORMS(adc, EMU_OP_ADC)
@@ -448,15 +506,18 @@ TH_MEM(name##SZ)                                                              \
 	const struct emu_insn *in = &s->in;                                   \
 	__VA_ARGS__                                                           \
 }
-/* The same, with a memory operand: name[eak][size]. */
+/* The same, with a memory operand: name[address kind][size]. */
 #define SIZED_ALL_MEM(name, ...)                                              \
 	SIZED_ONE_MEM(name, 1, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 2, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 4, __VA_ARGS__)                                   \
 	SIZED_ONE_MEM(name, 8, __VA_ARGS__)                                   \
-static const emu_thandler name[2][4] = {                                      \
+static const emu_thandler name[EA_KINDS][4] = {                               \
 	{ name##1, name##2, name##4, name##8 },                               \
 	{ name##1_b, name##2_b, name##4_b, name##8_b },                       \
+	{ name##1_x, name##2_x, name##4_x, name##8_x },                       \
+	{ name##1_r, name##2_r, name##4_r, name##8_r },                       \
+	{ name##1_s, name##2_s, name##4_s, name##8_s },                       \
 };
 
 SIZED_ALL(f_mov_rr, {
@@ -487,13 +548,7 @@ SIZED_ALL_MEM(f_mov_mi, {
 	CONT_W();
 })
 
-/* SETcc r/m8 */
-TH(f_set_r)
-{
-	wrs(cpu, s->in.opnd[0].reg, 1, fcond(cpu, s->in.cc));
-	CONT();
-}
-
+/* SETcc m8 (SETcc r8 below, with CMOVcc) */
 TH_MEM(f_set_m)
 {
 	FSTORE(&s->in.opnd[0], 1, fcond(cpu, s->in.cc));
@@ -543,14 +598,73 @@ SIZED(f_lea, {
 	CONT();
 })
 
-SIZED(f_cmov_rr, {
-	unsigned d = in->opnd[0].reg;
-	uint64_t v = fcond(cpu, in->cc) ? cpu->gpr[in->opnd[1].reg] :
-					      cpu->gpr[d];
+/* CMOVcc r, r and SETcc r8: one copy per condition and size (like Jcc),
+ * and a shared one for the records fcond_quick() leaves to emu_cond(). */
+static inline __attribute__((always_inline)) int
+cmov_rr(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,
+	uint64_t M, bool c)
+{
+	unsigned d = s->in.opnd[0].reg;
 
-	wr(cpu, d, M, v);
+	wr(cpu, d, M, c ? cpu->gpr[s->in.opnd[1].reg] : cpu->gpr[d]);
 	CONT();
-})
+}
+
+TH(f_cmov_rr4_cond)
+{
+	return cmov_rr(cpu, s, rip, M4, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_cmov_rr8_cond)
+{
+	return cmov_rr(cpu, s, rip, M8, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_set_r_cond)
+{
+	wrs(cpu, s->in.opnd[0].reg, 1, emu_cond(cpu, s->in.cc));
+	CONT();
+}
+
+#define CC_COPIES(CC)                                                         \
+TH(f_cmov_rr4_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr4_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M4, c);                                   \
+}                                                                             \
+TH(f_cmov_rr8_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr8_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M8, c);                                   \
+}                                                                             \
+TH(f_set_r_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_set_r_cond(cpu, s, rip);                             \
+	wrs(cpu, s->in.opnd[0].reg, 1, (uint64_t)c);                          \
+	CONT();                                                               \
+}
+CC_COPIES(0) CC_COPIES(1) CC_COPIES(2) CC_COPIES(3) CC_COPIES(4)
+CC_COPIES(5) CC_COPIES(6) CC_COPIES(7) CC_COPIES(8) CC_COPIES(9)
+CC_COPIES(10) CC_COPIES(11) CC_COPIES(12) CC_COPIES(13) CC_COPIES(14)
+CC_COPIES(15)
+
+#define BY_CC(name) {                                                         \
+	name##_0, name##_1, name##_2, name##_3, name##_4, name##_5,           \
+	name##_6, name##_7, name##_8, name##_9, name##_10, name##_11,         \
+	name##_12, name##_13, name##_14, name##_15 }
+static const emu_thandler f_cmov_rr[2][16] = {
+	BY_CC(f_cmov_rr4), BY_CC(f_cmov_rr8),
+};
+static const emu_thandler f_set_r[16] = BY_CC(f_set_r);
 
 /* MOVZX r32/r64, r/m8 and r/m16 (the destination is 4 or 8 bytes: the
  * zero-extended value is the whole register either way). */
@@ -763,18 +877,42 @@ SIZED_F(f_dec_r, {
 /* ---- Jcc rel ------------------------------------------------------------ */
 
 /* A branch ends its block, so both ways leave it (the next slot is the
- * end slot), through the block's links. */
-TH(f_jcc64)
-{
-	uint64_t t;
-
-	if (!fcond(cpu, s->in.cc))
-		return emu_t_chain(cpu, s, NEXT);
-	t = NEXT + (uint64_t)s->in.opnd[0].val;
-	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
-		SLOW(); /* #GP */
+ * end slot), through the block's links.  One copy per condition, so that
+ * fcond() folds to the test of that condition. */
+#define JCC_BODY(COND)                                                        \
+	uint64_t t;                                                           \
+									      \
+	if (!(COND))                                                          \
+		return emu_t_chain(cpu, s, NEXT);                             \
+	t = NEXT + (uint64_t)s->in.opnd[0].val;                               \
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)                        \
+		SLOW(); /* #GP */                                             \
 	return emu_t_chain(cpu, s, t);
+
+/* The other records: emu_cond(), called from here so that the copies
+ * below make no call of their own (and need no stack frame). */
+TH(f_jcc64_cond)
+{
+	JCC_BODY(emu_cond(cpu, s->in.cc))
 }
+
+#define JCC(CC)                                                               \
+TH(f_jcc64_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_jcc64_cond(cpu, s, rip);                             \
+	JCC_BODY(c)                                                           \
+}
+JCC(0) JCC(1) JCC(2) JCC(3) JCC(4) JCC(5) JCC(6) JCC(7)
+JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
+
+static const emu_thandler f_jcc64[16] = {
+	f_jcc64_0, f_jcc64_1, f_jcc64_2, f_jcc64_3, f_jcc64_4, f_jcc64_5,
+	f_jcc64_6, f_jcc64_7, f_jcc64_8, f_jcc64_9, f_jcc64_10, f_jcc64_11,
+	f_jcc64_12, f_jcc64_13, f_jcc64_14, f_jcc64_15,
+};
 
 /* JMP rel, JMP r64, JMP m64 */
 TH(f_jmp_rel64)
@@ -894,17 +1032,27 @@ static bool gpr(const struct emu_opnd *o, unsigned size)
 				o->reg < EMU_REG_AH + 4));
 }
 
-/* Whether memory operand `o` is [base + disp] with 64-bit addressing and
- * no FS/GS base: the handlers' `_b` copies (TH_MEM). */
-static bool simple_ea(const struct emu_insn *in, const struct emu_opnd *o)
+/* The address kind (TH_MEM) for memory operand `o`. */
+static int ea_kind(const struct emu_insn *in, const struct emu_opnd *o)
 {
-	return o->kind == EMU_OPND_MEM && o->base < 16 &&
-	       o->index == EMU_REG_NONE && in->addrsize == 8 &&
-	       o->seg != EMU_SEG_FS && o->seg != EMU_SEG_GS;
+	bool fsgs = o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS;
+
+	if (in->addrsize != 8)
+		return EA_GEN;
+	if (fsgs)
+		return o->base == EMU_REG_NONE && o->index == EMU_REG_NONE ?
+		       EA_SEG : EA_GEN;
+	if (o->base == EMU_REG_RIP)
+		return EA_RIP;
+	if (o->base >= 16)
+		return EA_GEN;
+	if (o->index == EMU_REG_NONE)
+		return EA_BASE;
+	return o->index < 16 ? EA_BIS : EA_GEN;
 }
 
-/* Pick the general or the [base + disp] copy of a TH_MEM handler. */
-#define MEMH(name, o) (simple_ea(in, (o)) ? name##_b : name)
+/* The copy of a TH_MEM handler for memory operand `o`. */
+#define MEMH(name, o) (((const emu_thandler[])MEM_COPIES(name))[ea_kind(in, (o))])
 
 /* Index of operand size 1, 2, 4, 8 in the handler tables, or -1. */
 static int size_index(unsigned size)
@@ -943,7 +1091,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		return in->opsize == 8 && in->nr_opnds == 0 ? f_ret64 : NULL;
 	case EMU_OP_JCC:
 		return in->nr_opnds >= 1 && d->kind == EMU_OPND_REL &&
-		       in->opsize == 8 ? f_jcc64 : NULL;
+		       in->opsize == 8 ? f_jcc64[in->cc & 15] : NULL;
 	case EMU_OP_JMP:
 		if (in->opsize != 8 || in->nr_opnds < 1)
 			return NULL;
@@ -957,7 +1105,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		if (in->nr_opnds != 1 || d->size != 1)
 			return NULL;
 		if (gpr(d, 1))
-			return f_set_r;
+			return f_set_r[in->cc & 15];
 		return d->kind == EMU_OPND_MEM ? MEMH(f_set_m, d) : NULL;
 	case EMU_OP_MOV:
 		if (in->nr_opnds != 2 || si < 0)
@@ -967,11 +1115,11 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
 			return f_mov_ri[si];
 		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
-			return f_mov_rm[simple_ea(in, s)][si];
+			return f_mov_rm[ea_kind(in, s)][si];
 		if (d->kind == EMU_OPND_MEM && gpr(s, size))
-			return f_mov_mr[simple_ea(in, d)][si];
+			return f_mov_mr[ea_kind(in, d)][si];
 		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
-			return f_mov_mi[simple_ea(in, d)][si];
+			return f_mov_mi[ea_kind(in, d)][si];
 		return NULL;
 	case EMU_OP_NOT: case EMU_OP_NEG:
 		if (in->nr_opnds != 1 || si < 0 || !gpr(d, size))
@@ -980,36 +1128,33 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 	case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB:
 	case EMU_OP_CMP: case EMU_OP_AND: case EMU_OP_OR: case EMU_OP_XOR:
 	case EMU_OP_TEST: {
-		const emu_thandler (*t)[4];
-		int form;
+		const emu_thandler (*t)[4], (*tm)[EA_KINDS][4];
 
 		switch (in->op) {
-		case EMU_OP_ADD: t = alu_add; break;
-		case EMU_OP_ADC: t = alu_adc; break;
-		case EMU_OP_SUB: t = alu_sub; break;
-		case EMU_OP_SBB: t = alu_sbb; break;
-		case EMU_OP_CMP: t = alu_cmp; break;
-		case EMU_OP_AND: t = alu_and; break;
-		case EMU_OP_OR:  t = alu_or; break;
-		case EMU_OP_XOR: t = alu_xor; break;
-		default: t = alu_test; break;
+		case EMU_OP_ADD: t = alu_add_reg; tm = alu_add_mem; break;
+		case EMU_OP_ADC: t = alu_adc_reg; tm = alu_adc_mem; break;
+		case EMU_OP_SUB: t = alu_sub_reg; tm = alu_sub_mem; break;
+		case EMU_OP_SBB: t = alu_sbb_reg; tm = alu_sbb_mem; break;
+		case EMU_OP_CMP: t = alu_cmp_reg; tm = alu_cmp_mem; break;
+		case EMU_OP_AND: t = alu_and_reg; tm = alu_and_mem; break;
+		case EMU_OP_OR:  t = alu_or_reg; tm = alu_or_mem; break;
+		case EMU_OP_XOR: t = alu_xor_reg; tm = alu_xor_mem; break;
+		default: t = alu_test_reg; tm = alu_test_mem; break;
 		}
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
 		if (d->kind == EMU_OPND_MEM)
-			form = !gpr(s, size) && s->kind != EMU_OPND_IMM ? -1 :
-			       simple_ea(in, d) ? 5 : 3;
-		else if (!gpr(d, size))
-			form = -1;
-		else if (gpr(s, size))
-			form = nf ? 6 : 0;
-		else if (s->kind == EMU_OPND_IMM)
-			form = nf ? 7 : 1;
-		else if (s->kind == EMU_OPND_MEM && s->size == size)
-			form = simple_ea(in, s) ? 4 : 2;
-		else
-			form = -1;
-		return form < 0 ? NULL : t[form][si];
+			return gpr(s, size) || s->kind == EMU_OPND_IMM ?
+			       tm[1][ea_kind(in, d)][si] : NULL;
+		if (!gpr(d, size))
+			return NULL;
+		if (gpr(s, size))
+			return t[nf ? 2 : 0][si];
+		if (s->kind == EMU_OPND_IMM)
+			return t[nf ? 3 : 1][si];
+		if (s->kind == EMU_OPND_MEM && s->size == size)
+			return tm[0][ea_kind(in, s)][si];
+		return NULL;
 	}
 	default:
 		break;
@@ -1049,7 +1194,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 		return s->kind == EMU_OPND_MEM ? MEMH(f_movsx_rm, s) : NULL;
 	case EMU_OP_CMOV:
 		return gpr(s, size) && in->nr_opnds == 2 ?
-		       (z ? f_cmov_rr8 : f_cmov_rr4) : NULL;
+		       f_cmov_rr[z][in->cc & 15] : NULL;
 	case EMU_OP_IMUL:
 		if (!gpr(s, size))
 			return NULL;
