@@ -373,16 +373,14 @@ static const struct accel_ops *pick_accel(const struct run_opts *o,
 }
 
 /* Write the ACPI tables for the machine as built: the board's own DSDT
- * content, then every DSDT generator in order (the PCI root bus first;
- * virtio-mmio devices add theirs to the chain), and the MCFG for ECAM.
- * They go last because they describe the devices, but the RSDP address is
- * fixed, so the boot protocol already passed it to the guest. */
-static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
-		      const struct run_virtio *virtio, uint64_t rsdp_addr)
+ * content, then the generators of `dsdt` in order (the PCI root bus;
+ * devices that describe themselves, like virtio-mmio, add theirs), and the
+ * MCFG for ECAM.  They go last because they describe the devices, but the
+ * RSDP address is fixed, so the boot protocol already passed it on. */
+static int build_acpi(struct vm *vm, int nr_cpus,
+		      struct acpi_dsdt_chain *dsdt, uint64_t rsdp_addr)
 {
-	struct virtio_mmio_list mmio = { virtio->mmio, virtio->nr_mmio };
 	struct acpi_config acpi;
-	struct acpi_dsdt_chain dsdt = { 0 };
 	struct acpi_mcfg_alloc mcfg;
 	uint64_t rsdp;
 	int r;
@@ -391,13 +389,9 @@ static int build_acpi(struct vm *vm, int nr_cpus, struct pci_bus *pci,
 	pci_acpi_mcfg(&mcfg);
 	acpi.mcfg = &mcfg;
 	acpi.nr_mcfg = 1;
-	r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
-	if (!r)
-		r = acpi_dsdt_chain_add(&dsdt, virtio_mmio_dsdt, &mmio);
 	acpi.dsdt_extra = acpi_dsdt_chain_run;
-	acpi.dsdt_extra_opaque = &dsdt;
-	if (!r)
-		r = acpi_build(&vm->mem, &acpi, &rsdp);
+	acpi.dsdt_extra_opaque = dsdt;
+	r = acpi_build(&vm->mem, &acpi, &rsdp);
 	if (!r && rsdp != rsdp_addr)
 		r = -EFAULT; /* acpi.h promises BOOT_RSDP_ADDR */
 	if (r)
@@ -416,6 +410,8 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 	struct pc_board_config board;
 	struct pci_bus *pci = NULL;
 	struct run_virtio virtio = { 0 };
+	struct virtio_mmio_list mmio_list;
+	struct acpi_dsdt_chain dsdt = { 0 };
 	void *accel_state = NULL;
 	bool in_kernel = false;
 	char err[512] = "";
@@ -463,7 +459,12 @@ static int run_once(struct run_ctx *ctx, const struct run_opts *o)
 		r = run_devices_create(&o->dev, vm, &ctx->loop, pci, ctx->console,
 				       &virtio);
 	if (!r)
-		r = build_acpi(vm, o->cpus, pci, &virtio, boot.rsdp_addr);
+		r = acpi_dsdt_chain_add(&dsdt, pci_acpi_dsdt, pci);
+	mmio_list = (struct virtio_mmio_list){ virtio.mmio, virtio.nr_mmio };
+	if (!r)
+		r = acpi_dsdt_chain_add(&dsdt, virtio_mmio_dsdt, &mmio_list);
+	if (!r)
+		r = build_acpi(vm, o->cpus, &dsdt, boot.rsdp_addr);
 	if (!r && accel->board_ready)
 		r = accel->board_ready(accel_state, vm);
 	if (!r && ctx->trace) {

@@ -283,6 +283,8 @@ int msix_init(struct pci_device *dev, unsigned nr_vectors, int bar)
 	if (r) {
 		/* Leave no BAR pointing at freed state. */
 		dev->bars[bar] = (struct pci_bar){ 0 };
+		memset(dev->cfg + 0x10 + 4 * bar, 0, 4);
+		memset(dev->wmask + 0x10 + 4 * bar, 0, 4);
 		goto fail;
 	}
 	pthread_mutex_lock(&dev->lock);

@@ -594,7 +594,8 @@ int pci_cap_add(struct pci_device *dev, uint8_t cap_id, const void *body,
 {
 	unsigned off = dev->cap_end, prev;
 
-	if (off + 2 + len > PCI_STD_CFG_END)
+	/* cap_end wraps to 0 once a capability ends at 0x100 */
+	if (off < PCI_CAP_START || off + 2 + len > PCI_STD_CFG_END)
 		return -ENOSPC;
 	pthread_mutex_lock(&dev->lock);
 	dev->cfg[off] = cap_id;

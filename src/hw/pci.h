@@ -143,7 +143,7 @@ int pci_bus_create(struct vm *vm, struct pci_bus **out);
 /* Add a device in the next free slot (slots are taken in call order, so
  * guests enumerate devices in command-line order).  `info` is copied; ops
  * and opaque must outlive the bus.  The device is freed with the bus.
- * Returns 0, -ENOSPC (no slot left) or -ENOMEM. */
+ * Returns 0, -ENOSPC (no slot left), -EINVAL (irq_pin > 4) or -ENOMEM. */
 int pci_device_add(struct pci_bus *bus, const struct pci_device_info *info,
 		   const struct pci_device_ops *ops, void *opaque,
 		   struct pci_device **out);

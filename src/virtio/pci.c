@@ -39,9 +39,10 @@
  * NOTIFICATIONS (4.1.4.4)
  * Queue q's notify address gets an ioeventfd on the queue's kick eventfd
  * (vm_ioeventfd), moved whenever BAR 4 moves (bar_moved) and dropped while
- * the BAR does not decode.  Where the accelerator has none (-ENOTSUP: the
- * software CPU, the harness) the MMIO write reaches us and we signal the
- * same eventfd: the device code always runs on the I/O thread.
+ * the BAR does not decode (and with the accelerator's VM at the end).
+ * Where the accelerator has none (-ENOTSUP: the software CPU, the
+ * harness) the MMIO write reaches us and we signal the same eventfd: the
+ * device code always runs on the I/O thread.
  *
  * LOCKING
  * Register accesses take vd->lock (as virtio.h asks), so the order is
@@ -570,8 +571,9 @@ static void vp_destroy(void *opaque)
 {
 	struct virtio_pci *vp = opaque;
 
-	if (vp->vd && vp->ioeventfd_base)
-		set_ioeventfds(vp, vp->ioeventfd_base, false);
+	/* No ioeventfd deassignment here: the accelerator is gone by now
+	 * (run.c destroys it before the machine) and its doorbells went with
+	 * its VM. */
 	if (vp->vd && vp->owns_vd)
 		virtio_dev_destroy(vp->vd);
 	free(vp);

@@ -318,8 +318,14 @@ void virtio_dev_broken(struct virtio_dev *vd, const char *why)
 {
 	if (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 		return;
-	log_warn("%s: the driver broke the rules (%s): device needs reset",
-		 vd->ops->name, why);
+	if (vd->broken_logged < VIRTIO_BROKEN_LOG_MAX) {
+		vd->broken_logged++;
+		log_warn("%s: the driver broke the rules (%s): device needs reset%s",
+			 vd->ops->name, why,
+			 vd->broken_logged == VIRTIO_BROKEN_LOG_MAX
+				 ? " (further reports not logged)"
+				 : "");
+	}
 	vd->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 	if ((vd->status & VIRTIO_STATUS_DRIVER_OK) && vd->tops)
 		vd->tops->notify_config(vd->transport);
@@ -364,8 +370,8 @@ static int dev_load(struct virtio_dev *vd, struct state_reader *r)
 		return -EINVAL;
 	if (status & ~(DRIVER_STATUS_BITS | VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 		return -EINVAL;
-	if (driver & ~host)
-		return -EINVAL;
+	/* Unoffered driver bits are a state the driver can reach (they are
+	 * refused only when it sets FEATURES_OK, checked below). */
 	if ((status & VIRTIO_STATUS_DRIVER_OK) &&
 	    !(status & VIRTIO_STATUS_FEATURES_OK))
 		return -EINVAL;

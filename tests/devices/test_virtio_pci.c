@@ -610,8 +610,14 @@ static void test_ioeventfd_follows_bar(void **state)
 	/* Decoding off: none. */
 	cfg_w(d, PCI_COMMAND, 2, 0);
 	assert_int_equal(iofd.nr_live, 0);
-	teardown(d);
+	assert_int_equal(iofd.deassigned, 2);
+	/* On again, then a machine reset (decoding off at power-on). */
+	cfg_w(d, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	assert_int_equal(iofd.nr_live, 1);
+	assert_int_equal(iofd.last_addr, moved + d->notify);
+	vm_reset_devices(&d->h->vm);
 	assert_int_equal(iofd.nr_live, 0);
+	teardown(d);
 }
 
 static void test_machine_reset_and_save_load(void **state)

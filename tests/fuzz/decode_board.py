@@ -13,14 +13,15 @@ import sys
 PORTS = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x40, 0x41, 0x42, 0x43, 0x61,
          0x60, 0x64, 0x70, 0x71, 0x80, 0xf4, 0xcf9, 0x510, 0x511, 0x514,
          0x518] + [0x3f8 + i for i in range(8)] + \
-        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622]
+        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622, 0xcf8, 0xcfc, 0xcfe,
+         0xc000, 0xc008]
 DEVICES = ['pic', 'ioapic', 'pit', 'uart_16550', 'i8042', 'cmos_rtc',
-           'fw_cfg', 'post_port', 'debug_exit', 'reset_cf9', 'acpi_pm']
+           'fw_cfg', 'post_port', 'debug_exit', 'pci', 'reset_cf9', 'acpi_pm']
 RAM = 256 * 1024
 IOAPIC = 0xfec00000
 EVENTS = ['INTA if INTR', 'INTA', 'IOAPIC EOI', 'GSI level', 'power button',
           'GPE raise', 'toggle EOI-on-deliver', 'PIC pin', 'IOAPIC pin',
-          'CMOS set/get', 'fw_cfg add file']
+          'CMOS set/get', 'fw_cfg add file', 'PCI MSI-X notify', 'PCI INTx']
 
 
 class In:
@@ -64,6 +65,16 @@ def ioapic_addr(r):
     return IOAPIC - 0x3800 + (off & 0x7fff) if off & 0x8000 else IOAPIC + (off & 0xfff)
 
 
+PCI_MMIO, PCI_ECAM = 0xc0000000, 0xe0000000
+
+
+def mmio_addr(r, hi):
+    if not hi & 4:
+        return ioapic_addr(r)
+    off = r.u(4)
+    return PCI_MMIO + (off & 0xffff) if off & (1 << 31) else PCI_ECAM + (off & 0x1fffff)
+
+
 def decode(r):
     while r.left():
         op = r.u(1)
@@ -75,10 +86,10 @@ def decode(r):
         elif k == 1:
             print(f'in{size} 0x{port(r):x}')
         elif k == 2:
-            a = ioapic_addr(r)
+            a = mmio_addr(r, hi)
             print(f'mmio write{1 << (hi & 3)} 0x{a:x} <- 0x{r.u(8):x}')
         elif k == 3:
-            print(f'mmio read{1 << (hi & 3)} 0x{ioapic_addr(r):x}')
+            print(f'mmio read{1 << (hi & 3)} 0x{mmio_addr(r, hi):x}')
         elif k == 4:
             sel, v = r.u(1), r.u(4)
             eoi = f'; EOI 0x{r.u(1):x}' if hi & 1 else ''

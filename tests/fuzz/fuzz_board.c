@@ -9,8 +9,10 @@
  *   0  OUT   port, value u32; size 1/2/4 from hi & 3 (3 = 1)
  *   1  IN    port; size as OUT
  *   2  MMIO write near the IOAPIC page: offset u16, value u64; size
- *            1/2/4/8 from hi & 3
- *   3  MMIO read: offset u16; size as 2
+ *            1/2/4/8 from hi & 3; with hi & 4 a PCI address instead:
+ *            offset u32, bit 31 picks the BAR window (low 16 bits) or
+ *            ECAM (low 21 bits: 1 MiB of ECAM and 1 MiB past it)
+ *   3  MMIO read: offset u16 (u32 with hi & 4); size and place as 2
  *   4  IOAPIC indirect write: IOREGSEL u8, IOWIN u32; if hi & 1 also an
  *            EOI register write of vector u8
  *   5  RAM write: address (see addr()), length u8, bytes
@@ -31,7 +33,8 @@
  *   14 board-side events by hi: INTA cycle, LAPIC EOI, a GSI level from
  *            some other device, power button, GPE, "LAPIC EOIs at once"
  *            toggle, PIC / IOAPIC pins driven directly, CMOS bytes from the
- *            board, a fw_cfg file added while the guest reads
+ *            board, a fw_cfg file added while the guest reads, an MSI-X
+ *            notification of the PCI function, its INTx line
  *   15 fw_cfg selector u16 then that many data-port byte reads (u8)
  *
  * Ports are chosen by one byte: < NPORTS names a port of some device, 0xff
@@ -55,12 +58,13 @@
 #include "hw/fw_cfg.h"
 #include "hw/i8042.h"
 #include "hw/ioapic.h"
+#include "hw/msix.h"
+#include "hw/pci.h"
 #include "hw/irq_router.h"
 #include "hw/pc.h"
 #include "hw/pic.h"
 #include "hw/pit.h"
 #include "hw/post_port.h"
-#include "hw/reset_cf9.h"
 #include "hw/uart_16550.h"
 #include "util/log.h"
 
@@ -87,6 +91,8 @@ static const uint16_t ports[] = {
 	PC_COM1_PORT + 4, PC_COM1_PORT + 5, PC_COM1_PORT + 6, PC_COM1_PORT + 7,
 	PC_ACPI_PM1A_EVT, PC_ACPI_PM1A_EVT + 2, PC_ACPI_PM1A_CNT,
 	PC_ACPI_PM_TMR, PC_ACPI_GPE0_BLK, PC_ACPI_GPE0_BLK + 2,
+	PC_PCI_CONFIG_PORT, PC_PCI_CONFIG_PORT + 4, PC_PCI_CONFIG_PORT + 6,
+	PC_PCI_IO_BASE, PC_PCI_IO_BASE + 8,
 };
 #define NPORTS (sizeof(ports) / sizeof(ports[0]))
 
@@ -115,6 +121,28 @@ static void on_msi(void *opaque, uint64_t addr, uint32_t data)
 		b->eoi_depth--;
 	}
 }
+
+/* The PCI function's BARs: a small register file. */
+static uint64_t bar_read(void *opaque, uint64_t off, unsigned size)
+{
+	struct fuzz_board *b = opaque;
+	uint64_t v = 0;
+
+	off %= sizeof(b->bar_mem) - 8;
+	memcpy(&v, b->bar_mem + off, size);
+	return v;
+}
+
+static void bar_write(void *opaque, uint64_t off, unsigned size, uint64_t v)
+{
+	struct fuzz_board *b = opaque;
+
+	off %= sizeof(b->bar_mem) - 8;
+	memcpy(b->bar_mem + off, &v, size);
+}
+
+static const struct bus_ops fuzz_bar_ops = { .read = bar_read,
+					     .write = bar_write };
 
 /* ---- building and tearing down ---- */
 
@@ -157,8 +185,25 @@ void fuzz_board_init(struct fuzz_board *b)
 	must(fw_cfg_create(vm, &b->fw), "fw_cfg");
 	must(post_port_create(vm, NULL), "POST port");
 	must(debug_exit_create(vm, PC_DEBUG_EXIT_PORT, NULL), "debug exit");
-	must(reset_cf9_create(vm, NULL), "0xCF9");
+	must(pci_bus_create(vm, &b->pci), "PCI host bridge");
 	must(acpi_pm_create(vm, &b->pm), "ACPI PM");
+	{
+		static const struct pci_device_info info = {
+			.vendor_id = 0x1af4, .device_id = 0x1040 + 30,
+			.class_code = 0xff0000, .irq_pin = 1, .name = "fuzz",
+		};
+		static const uint8_t vndr[14] = { 16, 1, 4 };
+
+		must(pci_device_add(b->pci, &info, NULL, NULL, &b->pcidev),
+		     "PCI function");
+		must(pci_bar_add(b->pcidev, 0, PCI_BAR_MEM32, 4096,
+				 &fuzz_bar_ops, b), "PCI BAR 0");
+		must(pci_bar_add(b->pcidev, 2, PCI_BAR_IO, 16, &fuzz_bar_ops,
+				 b), "PCI BAR 2");
+		must(pci_cap_add(b->pcidev, PCI_CAP_ID_VNDR, vndr,
+				 sizeof(vndr), NULL), "PCI capability");
+		must(msix_init(b->pcidev, 5, 4), "MSI-X");
+	}
 
 	/* Items of every shape: small, empty, larger than a page. */
 	must(fw_cfg_add_bytes(b->fw, FW_CFG_KERNEL_CMDLINE, cmdline,
@@ -334,6 +379,22 @@ static uint64_t ioapic_addr(struct fuzz_in *in)
 	return PC_IOAPIC_BASE + (off & (IOAPIC_MMIO_SIZE - 1));
 }
 
+/* The PCI windows: BARs (the fuzz function's first, at the window
+ * start) or ECAM, with room past the ends. */
+static uint64_t pci_addr(struct fuzz_in *in)
+{
+	uint32_t off = fz_u32(in);
+
+	if (off & (1u << 31))
+		return PC_PCI_MMIO_BASE + (off & 0xffff);
+	return PC_PCI_ECAM_BASE + (off & 0x1fffff);
+}
+
+static uint64_t mmio_addr(unsigned hi, struct fuzz_in *in)
+{
+	return (hi & 4) ? pci_addr(in) : ioapic_addr(in);
+}
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
@@ -423,6 +484,12 @@ static void op_event(struct fuzz_board *b, unsigned hi, struct fuzz_in *in)
 		(void)fw_cfg_add_file(b->fw, name, data, len);
 		break;
 	}
+	case 11:
+		msix_notify(b->pcidev, a % 8);
+		break;
+	case 12:
+		pci_set_irq(b->pcidev, a & 1);
+		break;
 	default:
 		vm_reset_devices(vm);
 		break;
@@ -448,12 +515,12 @@ void fuzz_board_run(struct fuzz_board *b, struct fuzz_in *in)
 			(void)bus_read(&h->vm.pio, pick_port(in), pio_size(hi));
 			break;
 		case 2: {
-			uint64_t a = ioapic_addr(in);
+			uint64_t a = mmio_addr(hi, in);
 			hx_mmio_write(h, a, 1u << (hi & 3), fz_u64(in));
 			break;
 		}
 		case 3:
-			(void)hx_mmio_read(h, ioapic_addr(in), 1u << (hi & 3));
+			(void)hx_mmio_read(h, mmio_addr(hi, in), 1u << (hi & 3));
 			break;
 		case 4:
 			hx_mmio_write(h, PC_IOAPIC_BASE, 4, fz_u8(in));

@@ -8,7 +8,9 @@
  * callback that counts them and, when the input asks, answers with an
  * immediate EOI like a LAPIC that cannot accept), 8254 PIT, COM1 on a
  * buffer chardev, i8042, CMOS RTC, fw_cfg with a few items and files,
- * POST port, debug exit, 0xCF9 and the ACPI PM block.  A fresh board is
+ * POST port, debug exit, the PCI host bridge (with 0xCF9 inside it) and a
+ * PCI function with a memory BAR, an I/O BAR, a capability and MSI-X, and
+ * the ACPI PM block.  A fresh board is
  * built for every input, so runs are independent and reproducible.
  *
  * The interpreter reads the input as a sequence of operations; see
@@ -34,6 +36,8 @@ struct i8042;
 struct cmos_rtc;
 struct fw_cfg;
 struct acpi_pm;
+struct pci_bus;
+struct pci_device;
 
 struct fuzz_board {
 	struct harness *h;
@@ -46,6 +50,9 @@ struct fuzz_board {
 	struct cmos_rtc *rtc;
 	struct fw_cfg *fw;
 	struct acpi_pm *pm;
+	struct pci_bus *pci;
+	struct pci_device *pcidev;
+	uint8_t bar_mem[64];      /* what the PCI function's BARs hold */
 
 	uint64_t clock_budget_ns; /* virtual time the input may still spend */
 	unsigned msi_count;

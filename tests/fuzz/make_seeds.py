@@ -133,7 +133,8 @@ def multiboot_elf():
 PORTS = [0x20, 0x21, 0xa0, 0xa1, 0x4d0, 0x4d1, 0x40, 0x41, 0x42, 0x43, 0x61,
          0x60, 0x64, 0x70, 0x71, 0x80, 0xf4, 0xcf9, 0x510, 0x511, 0x514,
          0x518] + [0x3f8 + i for i in range(8)] + \
-        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622]
+        [0x600, 0x602, 0x604, 0x608, 0x620, 0x622, 0xcf8, 0xcfc, 0xcfe,
+         0xc000, 0xc008]
 
 
 def port(p):
@@ -186,6 +187,24 @@ def event(kind, a=0):
 
 def fwcfg_read(key, n):
     return bytes([15]) + struct.pack('<H', key) + bytes([n])
+
+
+def ecam_w(slot, reg, v, size=4):
+    return (bytes([2 | (SIZE[size] | 4) << 4]) + struct.pack('<I', slot << 15 | reg)
+            + struct.pack('<Q', v))
+
+
+def ecam_r(slot, reg, size=4):
+    return bytes([3 | (SIZE[size] | 4) << 4]) + struct.pack('<I', slot << 15 | reg)
+
+
+def bar_w(off, v, size=4):
+    return (bytes([2 | (SIZE.get(size, 3) | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
+            + struct.pack('<Q', v))
+
+
+def bar_r(off, size=4):
+    return bytes([3 | (SIZE.get(size, 3) | 4) << 4]) + struct.pack('<I', 1 << 31 | off)
 
 
 def device_seeds():
@@ -241,6 +260,19 @@ def device_seeds():
                     + inp(0x600, 2) + out(0x600, 0x0100, 2) + inp(0x608, 4)
                     + out(0x622, 0x0001, 2) + event(5, 0) + inp(0x620, 2)
                     + advance(5000000000 & 0xffffffff) + ROUNDTRIP + out(0x604, 0x2000, 2))
+    # PCI: the host bridge by 0xCF8/0xCFC, the function by ECAM: size and
+    # move BAR 0, enable decoding, MSI-X with the function masked, a
+    # notification left pending, unmask, INTx with INTX_DISABLE.
+    s['pci'] = (out(0xcf8, 0x80000000, 4) + inp(0xcfc, 4) + out(0xcf8, 0x80000808, 4)
+                + inp(0xcfe, 2) + ecam_r(1, 0) + ecam_w(1, 0x10, 0xffffffff) + ecam_r(1, 0x10)
+                + ecam_w(1, 0x10, 0xc0008000) + ecam_w(1, 0x04, 0x0407, 2)
+                + bar_w(0x8008, 0x1234) + ecam_w(1, 0x10, 0xc0000000) + inp(0xc000, 4)
+                + ecam_w(1, 0x52, 0xc000, 2) + bar_w(0x2000, 0xfee00000) + bar_w(0x2008, 0x41)
+                + bar_w(0x200c, 0) + event(11, 0) + ecam_w(1, 0x52, 0x8000, 2)
+                + event(12, 1) + ecam_w(1, 0x04, 0x0003, 2) + ecam_r(1, 0x06, 2)
+                + event(12, 0) + event(11, 0) + bar_r(0x2000) + bar_r(0x2008, 8) + bar_r(0x3000, 8)
+                + bar_w(0x2010, 0xfee00000fee01000, 8) + bar_w(0x201c, 1) + event(11, 1)
+                + bar_r(0x3000) + bar_w(0x201c, 0) + ROUNDTRIP + RESET + ecam_r(1, 0x10))
     # Misc: POST, debug exit, 0xCF9, state loads and a machine reset.
     s['misc'] = (out(0x80, 0x55) + inp(0x80) + out(0xcf9, 0x02) + out(0xcf9, 0x06)
                  + out(0xf4, 0x10, 4) + bytes([11 | 3 << 4, 3, 0, 0, 5, 1, 9, 2, 3, 4])
@@ -248,8 +280,46 @@ def device_seeds():
     return s
 
 
+def virtio_pci_seeds():
+    """Programs for fuzz_virtio_pci.c (encoding at its top)."""
+    def op(kind, hi=0):
+        return bytes([kind | hi << 4])
+
+    def cc_w(off, v, size):
+        return op(0, {1: 0, 2: 1, 4: 2, 8: 3}[size]) + bytes([off]) + struct.pack('<Q', v)
+
+    def cfg_w(reg, v, size):
+        return op(5, SIZE[size]) + struct.pack('<HI', reg, v)
+
+    def ram(addr, data):
+        return op(7) + struct.pack('<I', addr) + bytes([len(data)]) + data
+
+    def desc(i, addr, length, flags, nxt, head):
+        return op(14) + bytes([i]) + struct.pack('<IIHH', addr, length, flags, nxt) + bytes([head])
+
+    def msix_w(off, v):
+        return op(9, 2) + struct.pack('<H', off) + struct.pack('<Q', v)
+
+    notify, run, isr, isr_cfg = op(2, 1) + b'\x00', op(8), op(3), op(3, 1)
+    chain = (ram(0x1000, struct.pack('<QIHH', 0x4000, 5, 1, 1) + struct.pack('<QIHH', 0x5000, 64, 2, 0))
+             + ram(0x4000, b'hello') + desc(2, 0x6000, 16, 2, 0, 0))
+    s = {}
+    s['msix'] = (op(13, 3) + cfg_w(0x9a, 0x8000, 2) + msix_w(0, 0xfee00000) + msix_w(8, 0x41)
+                 + msix_w(12, 0) + chain + notify + run + op(10, 3) + struct.pack('<H', 0x1000)
+                 + msix_w(12, 1) + desc(3, 0x6000, 16, 2, 0, 3) + notify + run + msix_w(12, 0)
+                 + op(11) + op(12))
+    s['intx'] = (op(13) + chain + notify + run + isr + op(15, 0) + b'\x00' + isr_cfg
+                 + op(4, 4 | 2) + bytes([4]) + struct.pack('<I', 7) + op(4, 2) + bytes([0]) + op(11))
+    s['hostile'] = (op(13, 2) + cc_w(0x14, 0, 1) + cc_w(0x14, 11, 1) + cc_w(0x18, 3, 2)
+                    + cc_w(0x1c, 1, 2) + op(1, 0) + bytes([0x14]) + op(13, 1)
+                    + desc(0, 0x1000, 0xffffffff, 4, 0, 0) + notify + run
+                    + desc(1, 0xc0000000, 16, 3, 1, 1) + notify + run
+                    + cfg_w(0x20, 0xffffffff, 4) + cfg_w(0x04, 0, 2) + op(11) + op(12) + notify + run)
+    return s
+
+
 STATE_DEVICES = ['pic', 'ioapic', 'pit', 'uart_16550', 'i8042', 'cmos_rtc',
-                 'fw_cfg', 'post_port', 'debug_exit', 'reset_cf9', 'acpi_pm']
+                 'fw_cfg', 'post_port', 'debug_exit', 'pci', 'reset_cf9', 'acpi_pm']
 
 
 def state_seeds():
@@ -312,8 +382,8 @@ def vq_pop_push(written):
     return struct.pack('<BI', 3, written)
 
 
-VQ_POP_UNPOP, VQ_NOTIFY, VQ_DISABLE, VQ_ENABLE, VQ_REENABLE = (
-    b'\x04', b'\x05', b'\x06', b'\x07', b'\x08')
+VQ_POP_UNPOP, VQ_NOTIFY, VQ_DISABLE, VQ_ENABLE, VQ_REENABLE, VQ_HOLD = (
+    b'\x04', b'\x05', b'\x06', b'\x07', b'\x08', b'\x0a')
 
 
 def vq_event(which, value):
@@ -363,6 +433,9 @@ def virtqueue_seeds():
             vq_offer(0), vq_pop_push(0)], indirect=True),
         'huge': vq_seed(1, [vq_desc(0, vq_low(0), 0xffffffff, VQ_WRITE),
                             vq_offer(0), vq_pop_push(0xffffffff)]),
+        'in-flight-full': vq_seed(2, two + [vq_offer(0), VQ_HOLD] * 5),
+        'in-flight-rolling': vq_seed(4, two + [vq_offer(0), VQ_HOLD] * 12 +
+                                     [vq_offer(0), vq_pop_push(64)]),
     }
 
 
@@ -388,6 +461,7 @@ def main():
         },
         'fuzz_devices': device_seeds(),
         'fuzz_state_load': state_seeds(),
+        'fuzz_virtio_pci': virtio_pci_seeds(),
         'fuzz_virtqueue': virtqueue_seeds(),
     }
     for target, files in seeds.items():

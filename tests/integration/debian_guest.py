@@ -33,7 +33,9 @@ got = results(g.run(
     "echo R1 $(uname -r)\n"
     "echo R2 $(nproc)\n"
     "echo R3 $(awk 'BEGIN { s = 0; for (i = 1; i <= 1000; i++) s += i * i; printf \"%d %.3f\", s, 2.5 * 4.1 }')\n"
-    "echo R4 $(sha256sum /data/sample.bin)\n"))
+    "echo R4 $(sha256sum /data/sample.bin)\n"
+    "d=/sys/bus/pci/devices/0000:00:00.0; echo R5 $(cat $d/vendor $d/device $d/class)"
+    " $(grep -c 'PCI MMCONFIG 0000 \\[bus 00-00\\]' /proc/iomem)\n"))
 status = g.poweroff()
 
 expect_kver = open(os.path.join(os.path.dirname(kernel), "version")).read().strip()
@@ -42,6 +44,9 @@ checks = [
     ("nproc", got.get("R2", ""), str(cpus)),
     ("awk arithmetic", got.get("R3", ""), "333833500 10.250"),
     ("sha256sum /data/sample.bin", got.get("R4", "").split(" ")[0], sample_sha),
+    # The PCI root bridge from the DSDT, ECAM in use (MCFG reserved by PNP0C02)
+    ("PCI host bridge 00:00.0 and MMCONFIG", got.get("R5", ""),
+     "0x1b36 0x0008 0x060000 1"),
 ]
 bad = [f"{name}: got {v!r}, want {w!r}" for name, v, w in checks if v != w]
 if bad:

@@ -27,9 +27,9 @@
 #include "core/memory.h"
 #include "harness.h"
 #include "hw/pc.h"
+#include "hw/pci.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
-#include "hw/pci.h"
 
 #define RAM (64ull << 20)
 
@@ -1408,10 +1408,10 @@ int main(void)
 		cmocka_unit_test(test_aml_resource_template),
 		cmocka_unit_test(test_aml_errors_are_sticky),
 		cmocka_unit_test(test_iasl_disassembles_dsdt),
-		cmocka_unit_test(test_virtio_mmio_dsdt),
 		cmocka_unit_test(test_pci_root_dsdt_and_mcfg),
 		cmocka_unit_test(test_dsdt_chain),
 		cmocka_unit_test(test_iasl_pci_root),
+		cmocka_unit_test(test_virtio_mmio_dsdt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
