@@ -156,6 +156,17 @@ static void req_complete(struct blk_req *r)
 		memcpy(e->iov, r->in_iov, r->in_num * sizeof(struct iovec));
 		memcpy(e->gpa, r->in_gpa, r->in_num * sizeof(uint64_t));
 		push_elem(b, r->q, r->status, r->status_gpa, st, r->written);
+	} else if (r->type == VIRTIO_BLK_T_IN && r->written > 1) {
+		/* Not returned (reset or closing), but the kernel wrote the
+		 * guest's buffers all the same: the machine must hear of it. */
+		uint64_t left = r->written - 1;
+
+		for (unsigned i = 0; i < r->in_num && left; i++) {
+			uint64_t n = r->in_iov[i].iov_len < left ? r->in_iov[i].iov_len : left;
+
+			gm_note_write(&vd->vm->mem, r->in_gpa[i], n);
+			left -= n;
+		}
 	}
 	free(r);
 }

@@ -354,6 +354,24 @@ static void test_config_and_features(void **state)
 	finish(t);
 }
 
+/* gm_note_write reports: the ranges a device said it wrote. */
+static struct { uint64_t gpa, len; } notes[64];
+static unsigned nr_notes;
+
+static void note(void *opaque, uint64_t gpa, uint64_t len)
+{
+	if (nr_notes < 64)
+		notes[nr_notes++] = (typeof(notes[0])){ gpa, len };
+}
+
+static bool noted(uint64_t gpa, uint64_t len)
+{
+	for (unsigned i = 0; i < nr_notes; i++)
+		if (notes[i].gpa <= gpa && gpa + len <= notes[i].gpa + notes[i].len)
+			return true;
+	return false;
+}
+
 static void test_read_write_file(void **state)
 {
 	struct t *t = setup_file(false, NULL, 1);
@@ -362,9 +380,15 @@ static void test_read_write_file(void **state)
 	uint32_t len;
 
 	drv_init(t, 0, 1);
-	/* Read 8 sectors at 100: exactly the file's bytes, used len data+1. */
+	/* Read 8 sectors at 100: exactly the file's bytes, used len data+1,
+	 * and the machine told about the data and the status byte. */
+	nr_notes = 0;
+	m->write_notify = note;
 	assert_int_equal(request(t, 0, VIRTIO_BLK_T_IN, 100, DATA, 4096, true, &len), VIRTIO_BLK_S_OK);
+	m->write_notify = NULL;
 	assert_int_equal(len, 4097);
+	assert_true(noted(DATA, 4096));
+	assert_true(noted(STATUS, 1));
 	gm_read(m, DATA, buf, 4096);
 	file_read(t, ref, 4096, 100 * 512);
 	assert_memory_equal(buf, ref, 4096);
