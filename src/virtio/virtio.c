@@ -318,8 +318,14 @@ void virtio_dev_broken(struct virtio_dev *vd, const char *why)
 {
 	if (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)
 		return;
-	log_warn("%s: the driver broke the rules (%s): device needs reset",
-		 vd->ops->name, why);
+	if (vd->broken_logged < VIRTIO_BROKEN_LOG_MAX) {
+		vd->broken_logged++;
+		log_warn("%s: the driver broke the rules (%s): device needs reset%s",
+			 vd->ops->name, why,
+			 vd->broken_logged == VIRTIO_BROKEN_LOG_MAX
+				 ? " (further reports not logged)"
+				 : "");
+	}
 	vd->status |= VIRTIO_STATUS_DEVICE_NEEDS_RESET;
 	if ((vd->status & VIRTIO_STATUS_DRIVER_OK) && vd->tops)
 		vd->tops->notify_config(vd->transport);

@@ -116,6 +116,7 @@ struct virtio_dev {
 	uint8_t config_generation;
 	uint32_t config_size;               /* bytes of device configuration */
 	uint32_t generation;                /* bumped on every device reset */
+	unsigned broken_logged;             /* virtio_dev_broken reports logged */
 
 	unsigned nr_queues;
 	struct virtq vqs[VIRTIO_MAX_QUEUES];
@@ -131,8 +132,13 @@ struct virtio_dev {
  * entries (a power of two <= VIRTQ_MAX_SIZE), `features` offered besides
  * VIRTIO_F_VERSION_1 (and INDIRECT_DESC / EVENT_IDX, which the core always
  * offers), `config_size` bytes of device configuration; a kick eventfd per
- * queue watched on `loop`.  Returns 0, -EINVAL, -ENOMEM or -errno of
- * eventfd()/epoll. */
+ * queue watched on `loop`.  vd is zeroed first (set vd fields after).
+ * ops->queue_notify is required.  Returns 0; -EINVAL for a bad argument,
+ * including any transport feature bit (24..40) other than the three the
+ * core implements (packed rings, IN_ORDER, NOTIFICATION_DATA, RING_RESET,
+ * ACCESS_PLATFORM ... would change the ring or notification format);
+ * -ENOSPC when the loop has no handler slot left; -errno of
+ * eventfd()/epoll.  Nothing is left allocated on failure. */
 int virtio_dev_init(struct virtio_dev *vd, struct vm *vm, struct evloop *loop,
 		    const struct virtio_dev_ops *ops, void *opaque,
 		    unsigned nr_queues, uint16_t max_queue_size,
@@ -170,8 +176,12 @@ void virtio_config_write(struct virtio_dev *vd, uint32_t offset,
 			 const void *buf, uint32_t len);
 
 /* The driver enabled queue q with the addresses it wrote into vd->vqs[q]:
- * checks and maps the rings (virtq_enable).  A bad ring sets
- * DEVICE_NEEDS_RESET.  Returns 0 or -EINVAL. */
+ * checks and maps the rings (virtq_enable) with the negotiated EVENT_IDX /
+ * INDIRECT_DESC.  A bad ring, or enabling before FEATURES_OK (the ring
+ * format is not known yet), sets DEVICE_NEEDS_RESET.  Enabling a ready
+ * queue again does nothing.  After DRIVER_OK the queue is kicked once.
+ * Returns 0 or -EINVAL (also for q out of range, or while
+ * DEVICE_NEEDS_RESET is set). */
 int virtio_queue_enable(struct virtio_dev *vd, unsigned q);
 
 /* The driver kicked queue q (notify register): signal its eventfd so the
@@ -185,8 +195,11 @@ void virtio_queue_kick(struct virtio_dev *vd, unsigned q);
  * one (virtq_should_notify). */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
 
-/* The driver broke the rules (`why` is logged once per reset): set
- * DEVICE_NEEDS_RESET and raise a configuration interrupt if DRIVER_OK. */
+/* The driver broke the rules (`why` is logged once per reset, and at most
+ * VIRTIO_BROKEN_LOG_MAX times per device, so a guest looping through
+ * reset and breakage cannot flood the log): set DEVICE_NEEDS_RESET and
+ * raise a configuration interrupt if DRIVER_OK (section 2.1.2). */
+#define VIRTIO_BROKEN_LOG_MAX 8
 void virtio_dev_broken(struct virtio_dev *vd, const char *why);
 
 /* Device configuration changed (config_generation++, config interrupt). */
@@ -198,7 +211,13 @@ static inline bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit)
 	return (vd->driver_features >> bit) & 1;
 }
 
-/* Save / restore the common state and the queues, then the device's. */
+/* Save / restore the common state and the queues, then the device's
+ * (ops->save / ops->load).  Load resets the device first (ops->reset,
+ * generation++), checks the stream like register writes (same offered
+ * features and queue count, accepted features a subset, valid status
+ * bits, rings that virtq_enable accepts) and returns 0, or -EINVAL (or
+ * ops->load's error) with the device left reset.  It does not call
+ * ops->activate: ops->load restores a running device's state itself. */
 void virtio_dev_save(struct virtio_dev *vd, struct state_buf *b);
 int virtio_dev_load(struct virtio_dev *vd, struct state_reader *r);
 

@@ -111,7 +111,10 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 	uint16_t size = vq->size;
 	void *desc, *avail, *used;
 
-	vq->ready = false;
+	/* Whatever happens, nothing of an earlier enable survives. */
+	vq->ready = vq->broken = false;
+	vq->signalled_valid = vq->notify_off = false;
+	vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
 	if (size == 0 || (size & (size - 1)) || size > vq->max_size ||
 	    size > VIRTQ_MAX_SIZE)
 		return -EINVAL;
@@ -128,12 +131,6 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 	vq->mem = mem;
 	vq->event_idx = event_idx;
 	vq->indirect = indirect;
-	vq->last_avail_idx = 0;
-	vq->used_idx = 0;
-	vq->signalled_used = 0;
-	vq->signalled_valid = false;
-	vq->notify_off = false;
-	vq->broken = false;
 	vq->ready = true;
 	return 0;
 }
@@ -320,8 +317,10 @@ bool virtq_should_notify(struct virtq *vq)
 		return false;
 	/* used->idx (published in virtq_push) before used_event / flags. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (valid && old == vq->used_idx)
-		return false; /* nothing pushed since the last interrupt */
+	/* Nothing pushed since the last interrupt (or ever: signalled_used
+	 * starts at 0 like used_idx): nothing to tell. */
+	if (old == vq->used_idx)
+		return false;
 	if (vq->event_idx) {
 		uint16_t event = __atomic_load_n(used_event_ptr(vq),
 						 __ATOMIC_RELAXED);

@@ -9,8 +9,11 @@ ELF32), PVH ELF64 / ELF32 kernels with a XEN_ELFNOTE_PHYS32_ENTRY note; for
 the device targets short guest programs in fuzz_board.c's encoding that
 reach each device's interesting state (UART with interrupts on, PIT
 counting, RTC periodic interrupt, fw_cfg DMA, IOAPIC entries unmasked,
-...).  Deterministic; the files in tests/fuzz/corpus-regress/ were made by
-it (plus any crash reproducers added by hand, named crash-*).
+...); for fuzz_virtqueue valid and hostile ring layouts (direct,
+indirect, EVENT_IDX, rings in high RAM, loops, buffers in the hole, avail
+index jumps, nested indirect tables, huge lengths).  Deterministic; the
+files in tests/fuzz/corpus-regress/ were made by it (plus any crash
+reproducers added by hand, named crash-*).
 """
 import os
 import struct
@@ -272,6 +275,97 @@ def split(kernel, flags=0x08, rsdp=0xf0000, isize=0, cmdline=b'console=ttyS0',
             + struct.pack('<H', len(initrd)) + initrd + kernel)
 
 
+# ---------------------------------------------------------- virtqueues
+# fuzz_virtqueue.c's encoding: a config byte, three addresses, operations.
+
+VQ_NEXT, VQ_WRITE, VQ_INDIRECT = 1, 2, 4
+
+
+def vq_low(off):
+    return struct.pack('<BH', 0, off)
+
+
+def vq_high(off):
+    return struct.pack('<BH', 1, off)
+
+
+def vq_hole_minus(off):
+    return struct.pack('<BH', 2, off)
+
+
+def vq_raw(addr):
+    return struct.pack('<BQ', 3, addr)
+
+
+def vq_desc(index, addr, length, flags=0, nxt=0, table=None):
+    where = b'\x00' if table is None else b'\x01'
+    tail = b'' if table is None else table
+    return (b'\x01' + where + struct.pack('<H', index) + tail + addr +
+            struct.pack('<IHH', length, flags, nxt))
+
+
+def vq_offer(head, step=1):
+    return struct.pack('<BHB', 2, head, step)
+
+
+def vq_pop_push(written):
+    return struct.pack('<BI', 3, written)
+
+
+VQ_POP_UNPOP, VQ_NOTIFY, VQ_DISABLE, VQ_ENABLE, VQ_REENABLE = (
+    b'\x04', b'\x05', b'\x06', b'\x07', b'\x08')
+
+
+def vq_event(which, value):
+    return struct.pack('<BBH', 9, which, value)
+
+
+def vq_seed(size_log2, ops, event_idx=False, indirect=False,
+            rings=(vq_low(0), vq_low(0x1000), vq_low(0x2000))):
+    cfg = size_log2 | (8 if event_idx else 0) | (16 if indirect else 0)
+    return bytes([cfg]) + b''.join(rings) + b''.join(ops)
+
+
+def virtqueue_seeds():
+    two = [vq_desc(0, vq_low(0x4000), 16, VQ_NEXT, 1),
+           vq_desc(1, vq_low(0x5000), 64, VQ_WRITE)]
+    table = vq_low(0x6000)
+    indirect = [vq_desc(0, vq_low(0x4000), 8, VQ_NEXT, 2, table=table),
+                vq_desc(2, vq_high(0x100), 32, VQ_WRITE | VQ_NEXT, 1, table=table),
+                vq_desc(1, vq_hole_minus(0x10), 16, VQ_WRITE, table=table),
+                vq_desc(3, table, 48, VQ_INDIRECT)]
+    return {
+        'direct': vq_seed(3, two + [vq_offer(0), vq_pop_push(64), VQ_NOTIFY,
+                                    vq_offer(0), VQ_POP_UNPOP, vq_pop_push(10),
+                                    VQ_NOTIFY]),
+        'event-idx': vq_seed(4, two + [vq_event(1, 1), vq_offer(0), vq_offer(0),
+                                       VQ_DISABLE, vq_pop_push(3), VQ_ENABLE,
+                                       vq_pop_push(70), VQ_NOTIFY, VQ_NOTIFY],
+                             event_idx=True),
+        'indirect': vq_seed(3, indirect + [vq_offer(3), vq_pop_push(40),
+                                           VQ_NOTIFY, VQ_REENABLE, vq_offer(3),
+                                           vq_pop_push(0)],
+                            event_idx=True, indirect=True),
+        'high-rings': vq_seed(7, two + [vq_offer(0), vq_pop_push(64)],
+                              rings=(vq_high(0), vq_high(0x800), vq_high(0xa00))),
+        'loop': vq_seed(3, [vq_desc(0, vq_low(0x4000), 4, VQ_NEXT, 1),
+                            vq_desc(1, vq_low(0x4000), 4, VQ_NEXT, 0),
+                            vq_offer(0), vq_pop_push(0), VQ_REENABLE]),
+        'hole': vq_seed(3, [vq_desc(0, vq_hole_minus(8), 16, VQ_WRITE),
+                            vq_offer(0), vq_pop_push(16),
+                            vq_desc(0, vq_raw(0xfeb00000), 4),
+                            VQ_REENABLE, vq_offer(0), vq_pop_push(0)]),
+        'avail-jump': vq_seed(2, two + [vq_offer(0, 5), vq_pop_push(0),
+                                        VQ_REENABLE, vq_offer(9), vq_pop_push(0)]),
+        'nested-indirect': vq_seed(3, [
+            vq_desc(0, vq_low(0x7000), 16, VQ_INDIRECT, table=table),
+            vq_desc(0, table, 16, VQ_INDIRECT | VQ_NEXT, 1),
+            vq_offer(0), vq_pop_push(0)], indirect=True),
+        'huge': vq_seed(1, [vq_desc(0, vq_low(0), 0xffffffff, VQ_WRITE),
+                            vq_offer(0), vq_pop_push(0xffffffff)]),
+    }
+
+
 # ------------------------------------------------------------ virtio-blk
 # fuzz_virtio_blk.c's encoding: a config byte, then operations.
 
@@ -338,6 +432,7 @@ def main():
         },
         'fuzz_devices': device_seeds(),
         'fuzz_state_load': state_seeds(),
+        'fuzz_virtqueue': virtqueue_seeds(),
         'fuzz_virtio_blk': vblk_seeds(),
     }
     for target, files in seeds.items():

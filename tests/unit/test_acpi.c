@@ -27,6 +27,8 @@
 #include "core/memory.h"
 #include "harness.h"
 #include "hw/pc.h"
+#include "virtio/mmio.h"
+#include "virtio/virtio.h"
 
 #define RAM (64ull << 20)
 
@@ -1051,6 +1053,104 @@ static void test_aml_errors_are_sticky(void **state)
 	aml_buf_free(&b);
 }
 
+/* ---- virtio-mmio devices (virtio/mmio.h) in the DSDT ---- */
+
+static void nop_notify(struct virtio_dev *vd, unsigned q)
+{
+	(void)vd;
+	(void)q;
+}
+
+static const struct virtio_dev_ops nop_virtio_ops = {
+	.name = "virtio-nop",
+	.device_id = VIRTIO_ID_RNG,
+	.queue_notify = nop_notify,
+};
+
+/* Two transports (index 0: GSI 16, index 9: GSI 17) as LNRO0005 devices
+ * with the resources Linux's virtio_mmio driver takes (a memory window and
+ * one interrupt); checked byte for byte and, when installed, by iasl. */
+static void test_virtio_mmio_dsdt(void **state)
+{
+	struct harness *h = harness_new(RAM);
+	static struct virtio_dev vd[2];
+	struct virtio_mmio *t[2];
+	const unsigned idx[2] = { 0, 9 };
+	struct virtio_mmio_list list = { t, 2 };
+	struct acpi_config cfg;
+	struct found f;
+	uint32_t len;
+	const uint8_t *d;
+	char dir[] = "/tmp/kvmm-acpi-XXXXXX", cmd[1024], path[300];
+	FILE *fp;
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(virtio_dev_init(&vd[i], &h->vm, &h->loop,
+						 &nop_virtio_ops, NULL, 1, 8, 0, 0), 0);
+		assert_int_equal(virtio_mmio_create(&h->vm, &vd[i], idx[i], &t[i]), 0);
+	}
+	acpi_config_pc(&cfg, 1);
+	cfg.dsdt_extra = virtio_mmio_dsdt;
+	cfg.dsdt_extra_opaque = &list;
+	assert_int_equal(build(&h->vm.mem, &cfg, &f), 0);
+	d = check_table(&h->vm.mem, f.dsdt, "DSDT", &len);
+
+	for (int i = 0; i < 2; i++) {
+		char seg[8];
+		size_t crs_len, blen;
+		uint32_t base = VIRTIO_MMIO_BASE + idx[i] * VIRTIO_MMIO_SIZE;
+		const uint8_t res[] = {
+			/* Memory32Fixed(ReadWrite, base, 0x200) */
+			0x86, 0x09, 0x00, 0x01, (uint8_t)base, (uint8_t)(base >> 8),
+			(uint8_t)(base >> 16), (uint8_t)(base >> 24), 0x00, 0x02, 0, 0,
+			/* Interrupt(ResourceConsumer, Level, ActiveLow, Shared) {gsi} */
+			0x89, 0x06, 0x00, 0x0d, 0x01, (uint8_t)(16 + idx[i] % 8), 0, 0, 0,
+		};
+		snprintf(seg, sizeof(seg), "VR%02u", idx[i]);
+		const uint8_t *crs = device_crs(d + 36, len - 36, seg, &crs_len);
+		assert_int_equal(crs_len, sizeof(res));
+		assert_memory_equal(crs, res, sizeof(res));
+		const uint8_t *body = find_device(d + 36, len - 36, seg, &blen);
+		assert_non_null(find_bytes(body, blen, "\x08_HID\x0dLNRO0005", 15));
+		assert_int_equal(virtio_mmio_base(t[i]), base);
+		assert_int_equal(virtio_mmio_gsi(t[i]), 16 + idx[i] % 8);
+	}
+	/* No transports: nothing added. */
+	struct virtio_mmio_list none = { NULL, 0 };
+	struct aml_buf b;
+	aml_buf_init(&b);
+	assert_int_equal(virtio_mmio_dsdt(&b, &none), 0);
+	assert_int_equal(b.len, 0);
+	aml_buf_free(&b);
+
+	if (system("command -v iasl >/dev/null 2>&1") != 0) {
+		print_message("iasl not installed (apt-get install acpica-tools): iasl part skipped\n");
+		harness_free(h);
+		return;
+	}
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/dsdt.dat", dir);
+	fp = fopen(path, "wb");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(d, 1, len, fp), len);
+	fclose(fp);
+	snprintf(cmd, sizeof(cmd),
+		 "cd %s && iasl -d dsdt.dat >iasl.log 2>&1 && iasl dsdt.dsl >>iasl.log 2>&1", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q 'Device (VR00)' %s/dsdt.dsl && grep -q 'Device (VR09)' %s/dsdt.dsl && "
+		 "test $(grep -c 'Name (_HID, \"LNRO0005\")' %s/dsdt.dsl) = 2 && "
+		 "grep -q 'Interrupt (ResourceConsumer, Level, ActiveLow, Shared, ,, )' %s/dsdt.dsl && "
+		 "grep -q '0xFEB01200' %s/dsdt.dsl",
+		 dir, dir, dir, dir, dir);
+	if (system(cmd) != 0)
+		print_message("unexpected disassembly: see %s/dsdt.dsl\n", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	harness_free(h);
+}
+
 /* ---- iasl, when installed ---- */
 
 static void test_iasl_disassembles_dsdt(void **state)
@@ -1129,6 +1229,7 @@ int main(void)
 		cmocka_unit_test(test_aml_resource_template),
 		cmocka_unit_test(test_aml_errors_are_sticky),
 		cmocka_unit_test(test_iasl_disassembles_dsdt),
+		cmocka_unit_test(test_virtio_mmio_dsdt),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

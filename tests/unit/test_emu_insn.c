@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <cmocka.h>
 
+#include "accel/emu/blocks.h"
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
 #include "accel/emu/emu.h"
@@ -69,6 +70,8 @@ enum input_kind {
 	IN_COUNT,    /* RCX = b & 63 (string, LOOP) */
 	IN_CODEPTR,  /* RAX, [RSI], [RSP] are code addresses */
 	IN_POPF,     /* [RSP] = a limited to status flags and DF */
+	IN_OVL_UP,   /* RCX = b & 63, RDI = RSI + 3 just below a page end */
+	IN_OVL_DOWN, /* RCX = b & 63, RDI = RSI - 3 likewise */
 };
 
 struct form {
@@ -198,6 +201,12 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(test_rr64, "test rax, rbx", 8, IN_DEFAULT, 0, U_LOGIC, NULL) \
 	X(test_rr8, "test al, bl", 1, IN_DEFAULT, 0, U_LOGIC, NULL) \
 	X(test_mi32, "test dword ptr [rsi], 0x80000001", 4, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(test_mi8, "test byte ptr [rsi + 1], 0x81", 1, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(cmp_mr8, "cmp byte ptr [rsi], bh", 1, IN_DEFAULT, 0, 0, NULL) \
+	X(cmp_rm16, "cmp bx, word ptr [rsi + 6]", 2, IN_DEFAULT, 0, 0, NULL) \
+	X(xor_mr16, "xor word ptr [rsi + 2], bx", 2, IN_DEFAULT, 0, U_LOGIC, NULL) \
+	X(sub_ri8h, "sub ch, 0x7f", 1, IN_DEFAULT, 0, 0, NULL) \
+	X(and_rm8, "and dl, byte ptr [rsi + 9]", 1, IN_DEFAULT, 0, U_LOGIC, NULL) \
 	X(inc_r64, "inc rax", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(inc_r32, "inc eax", 4, IN_DEFAULT, 0, 0, NULL) \
 	X(inc_r16, "inc ax", 2, IN_DEFAULT, 0, 0, NULL) \
@@ -237,6 +246,10 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(mov_rsx, "mov rax, -2", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_rm64, "mov rax, [rsi + 8]", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mr32, "mov [rdi + 4], eax", 4, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_mr8, "mov byte ptr [rsi + 3], bh", 1, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_rm8, "mov ah, byte ptr [rsi + 5]", 1, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_rm16, "mov bx, word ptr [rsi + 6]", 2, IN_DEFAULT, 0, 0, NULL) \
+	X(mov_mi8, "mov byte ptr [rdi + 1], 0x9c", 1, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mi16, "mov word ptr [rsi + 2], 0x1234", 2, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mi64, "mov qword ptr [rsi + 8], -3", 8, IN_DEFAULT, 0, 0, NULL) \
 	X(mov_mi64p, "mov qword ptr [rdi], 0x7eadbeef", 8, IN_DEFAULT, 0, 0, NULL) \
@@ -445,6 +458,11 @@ static void u_cmpxchg32(const struct form *f, const struct native_regs *in,
 	X(rep_movsb, "rep movsb", 1, IN_COUNT, 1, 0, NULL) \
 	X(rep_movsd, "rep movsd", 4, IN_COUNT, 1, 0, NULL) \
 	X(rep_movsq, "rep movsq", 8, IN_COUNT, 1, 0, NULL) \
+	X(rep_movsb_up, "rep movsb", 1, IN_OVL_UP, 1, 0, NULL) \
+	X(rep_movsb_down, "rep movsb", 1, IN_OVL_DOWN, 1, 0, NULL) \
+	X(rep_movsq_up, "rep movsq", 8, IN_OVL_UP, 1, 0, NULL) \
+	X(rep_movsd_down, "rep movsd", 4, IN_OVL_DOWN, 1, 0, NULL) \
+	X(rep_stosq_cross, "rep stosq", 8, IN_OVL_UP, 1, 0, NULL) \
 	X(stosb, "stosb", 1, IN_COUNT, 1, 0, NULL) \
 	X(rep_stosb, "rep stosb", 1, IN_COUNT, 1, 0, NULL) \
 	X(rep_stosw, "rep stosw", 2, IN_COUNT, 1, 0, NULL) \
@@ -543,6 +561,13 @@ static void make_input(const struct form *f, struct native_regs *in, uint64_t a,
 	case IN_COUNT:
 		in->gpr[EMU_RCX] = b & 63;
 		break;
+	case IN_OVL_UP: case IN_OVL_DOWN:
+		/* Both directions of DF run inside the compared +-4 KiB,
+		 * across the page boundary at DATA. */
+		in->gpr[EMU_RCX] = b & 63;
+		in->gpr[EMU_RSI] = DATA - 21;
+		in->gpr[EMU_RDI] = DATA - 21 + (f->input == IN_OVL_UP ? 3 : -3);
+		break;
 	case IN_CODEPTR:
 		in->gpr[EMU_RAX] = CODE + 0x100 + (a & 0xff0);
 		break;
@@ -586,8 +611,8 @@ static bool check_fast(struct native_env *e, const struct form *f,
 	uint8_t *g = gm_ptr(&e->gm, TEST_BASE, TEST_SIZE);
 	struct emu_cpu cpu;
 	struct emu_insn insn;
-	emu_handler h;
-	uint64_t next, fl;
+	emu_thandler h;
+	uint64_t fl;
 	int r;
 
 	if (emu_decode(EMU_MODE_LONG64, 8, f->start,
@@ -606,12 +631,7 @@ static bool check_fast(struct native_env *e, const struct form *f,
 	emu_cpu_update_mode(&cpu);
 	memcpy(cpu.gpr, in->gpr, sizeof(cpu.gpr));
 	emu_flags_set(&cpu, in->rflags);
-	next = cpu.rip + insn.len;
-	r = h(&cpu, &insn, &next);
-	if (r == 0)
-		cpu.rip = next;
-	else
-		r = emu_count_exc(&cpu, r);
+	r = emu_t_run_one(&cpu, h, &insn);
 	if (r != r_step) {
 		snprintf(why, n, "fast: returned %#x, step %#x", r, r_step);
 		return false;
@@ -1080,8 +1100,8 @@ static void test_fast_conditions(void **state)
 		assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, jcc_bytes, 6,
 					    &jcc), 0);
 		assert_int_equal(emu_decode(EMU_MODE_LONG64, 8, cb, 4, &cmov), 0);
-		emu_handler hj = emu_fast_handler(&jcc, EMU_MODE_LONG64);
-		emu_handler hc = emu_fast_handler(&cmov, EMU_MODE_LONG64);
+		emu_thandler hj = emu_fast_handler(&jcc, EMU_MODE_LONG64);
+		emu_thandler hc = emu_fast_handler(&cmov, EMU_MODE_LONG64);
 
 		assert_non_null(hj);
 		assert_non_null(hc);
@@ -1091,7 +1111,7 @@ static void test_fast_conditions(void **state)
 					for (int kind = 0; kind < 2; kind++) {
 			unsigned sz = sizes[si];
 			uint64_t m = sz == 8 ? ~0ull : (1ull << (sz * 8)) - 1;
-			uint64_t a = edge[i] & m, b = edge[j] & m, next = 0x1000;
+			uint64_t a = edge[i] & m, b = edge[j] & m;
 			bool want;
 
 			cpu.lf.op = kind ? EMU_LF_LOGIC : EMU_LF_SUB;
@@ -1101,11 +1121,12 @@ static void test_fast_conditions(void **state)
 			cpu.lf.src2 = kind ? 0 : b;
 			cpu.lf.aux = 0;
 			want = emu_cond(&cpu, cc);
-			assert_int_equal(hj(&cpu, &jcc, &next), 0);
-			assert_int_equal(next != 0x1000, want);
+			cpu.rip = 0x1000 - jcc.len;
+			assert_int_equal(emu_t_run_one(&cpu, hj, &jcc), 0);
+			assert_int_equal(cpu.rip != 0x1000, want);
 			cpu.gpr[EMU_RAX] = 1;
 			cpu.gpr[EMU_RBX] = 2;
-			assert_int_equal(hc(&cpu, &cmov, &next), 0);
+			assert_int_equal(emu_t_run_one(&cpu, hc, &cmov), 0);
 			assert_int_equal(cpu.gpr[EMU_RAX], want ? 2 : 1);
 			n++;
 		}
@@ -1141,7 +1162,7 @@ static void test_rotate_lazy(void **state)
 	static const uint8_t ror_b[] = { 0xc1, 0xc8, 0x07 };       /* ror eax, 7 */
 	static const uint8_t rol_b[] = { 0x48, 0xc1, 0xc0, 0x01 }; /* rol rax, 1 */
 	struct emu_insn ror, rol;
-	emu_handler hr, hl;
+	emu_thandler hr, hl;
 	struct emu_cpu cpu;
 	unsigned long n = 0;
 
@@ -1157,7 +1178,7 @@ static void test_rotate_lazy(void **state)
 		for (size_t j = 0; j < NR_EDGE; j++)
 			for (int kind = 0; kind < 3; kind++)
 				for (int twice = 0; twice < 2; twice++) {
-		uint64_t a = edge[i], b = edge[j], next = 0, before, want, v;
+		uint64_t a = edge[i], b = edge[j], before, want, v;
 		uint64_t st = EMU_FL_PF | EMU_FL_AF | EMU_FL_ZF | EMU_FL_SF;
 
 		if (kind == 2) {
@@ -1172,12 +1193,12 @@ static void test_rotate_lazy(void **state)
 		}
 		before = emu_flags_get(&cpu);
 		cpu.gpr[EMU_RAX] = a;
-		assert_int_equal(hr(&cpu, &ror, &next), 0);
+		assert_int_equal(emu_t_run_one(&cpu, hr, &ror), 0);
 		v = cpu.gpr[EMU_RAX];
 		want = (before & st) | ((v >> 31) & 1 ? EMU_FL_CF : 0) |
 		       (((v >> 31) ^ (v >> 30)) & 1 ? EMU_FL_OF : 0);
 		if (twice) {
-			assert_int_equal(hl(&cpu, &rol, &next), 0);
+			assert_int_equal(emu_t_run_one(&cpu, hl, &rol), 0);
 			v = cpu.gpr[EMU_RAX];
 			want = (before & st) | (v & 1 ? EMU_FL_CF : 0) |
 			       (((v >> 63) ^ v) & 1 ? EMU_FL_OF : 0);

@@ -5,11 +5,13 @@
  * executing a typical instruction, and guests spend their time in loops, so
  * each instruction is decoded once per "block" and the block is replayed
  * from the cache: emu_run_blocks() looks up CS:RIP's block and runs its
- * instructions one after the other.  In 64-bit mode each one goes through
- * a handler chosen when the block was built (b->h: a specialised one from
- * exec_fast.c for the hottest register/immediate/memory forms, else the
- * generic one emu_step() uses); the legacy modes go through the generic
- * handlers with the CS-limit and interrupt-shadow checks per instruction.
+ * instructions one after the other.  In 64-bit mode the block runs
+ * threaded (blocks.h): each slot's handler, chosen when the block was
+ * built (a specialised one from exec_fast.c for the hottest register/
+ * immediate/memory forms, else emu_t_generic() around the handler
+ * emu_step() uses), tail-calls the next one; the legacy modes go through
+ * the generic handlers with the CS-limit and interrupt-shadow checks per
+ * instruction.
  *
  * KEY.  A block is keyed by the guest-physical address of its first byte
  * plus what changes decoding: the machine mode (real, 16/32-bit protected,
@@ -60,8 +62,9 @@
  * cross-modifying-code rules allow; SDM Vol. 3A 8.1.3.)
  *
  * SELF-MODIFYING CODE.  After each instruction that may write memory
- * (may_write_mem(), decided when the block is built) the running block
- * compares its page's generation with its own: a store into the page (even into an
+ * (may_write_mem(), decided when the block is built; in 64-bit mode the
+ * storing handlers check through emu_t_smc()) the running block compares
+ * its page's generation with its own: a store into the page (even into an
  * instruction later in the same block) ends the block at once, and the
  * next lookup decodes the new bytes (SDM Vol. 3A 8.1.3: stores to the
  * instruction stream take effect for the next instruction).
@@ -316,6 +319,82 @@ static bool canonical(uint64_t lin)
 	return (uint64_t)((int64_t)(lin << 16) >> 16) == lin;
 }
 
+/* ---- threaded handlers (64-bit blocks) -------------------------------- */
+
+/* The end slot: every instruction of the block retired. */
+static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	cpu->rip = rip;
+	cpu->run_left = s;
+	return 0;
+}
+
+/* An op without a handler: emu_execute() raises (and counts) the #UD. */
+static int t_ud(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	cpu->rip = rip;
+	cpu->run_left = s;
+	return emu_execute(cpu, &s->in);
+}
+
+/* emu_t_generic() with `smc`: whether to compare the page generation
+ * afterwards (the instruction may store). */
+static inline __attribute__((always_inline)) int
+generic(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip, bool smc)
+{
+	uint64_t next = rip + s->in.len, nx = next;
+	int r;
+
+	/* Some handlers read it: REP string ops and x87 FIP, delivery. */
+	cpu->rip = rip;
+	r = emu_handlers[s->in.op](cpu, &s->in, &nx);
+	if (__builtin_expect(r != 0, 0)) {
+		if (r == EMU_HALTED) { /* RIP is past HLT while it sleeps */
+			emu_t_leave(cpu, s, nx);
+			return r;
+		}
+		cpu->run_left = s;
+		return emu_count_exc(cpu, r);
+	}
+	if (__builtin_expect(nx != next, 0))
+		return emu_t_leave(cpu, s, nx); /* branched, or REP paused */
+	if (smc && __builtin_expect(emu_t_smc(cpu), 0))
+		return emu_t_smc_exit(cpu, s, next);
+	EMU_T_NEXT(cpu, s, next);
+}
+
+int emu_t_generic(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	return generic(cpu, s, rip, true);
+}
+
+/* emu_t_generic() for instructions known not to store. */
+static int t_generic_r(struct emu_cpu *cpu, const struct emu_slot *s,
+		       uint64_t rip)
+{
+	return generic(cpu, s, rip, false);
+}
+
+int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
+		   uint64_t next)
+{
+	if (cpu->blocks)
+		cpu->blocks->stats.smc_exits++;
+	return emu_t_leave(cpu, s, next);
+}
+
+int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
+		  const struct emu_insn *in)
+{
+	static const _Atomic uint32_t gen0;
+	struct emu_slot s[2] = { { .h = h, .in = *in }, { .h = t_end } };
+
+	emu_tlb_check(cpu);
+	cpu->run_gen = &gen0;
+	cpu->run_gen_want = 0;
+	return h(cpu, s, cpu->rip);
+}
+
 /* Decode a block at gpa (CS:RIP's physical address) into the arena. */
 static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			       uint64_t gpa, unsigned stack)
@@ -356,8 +435,7 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	}
 	if (n == 0)
 		return NULL;
-	size = (sizeof(*b) + n * sizeof(tmp[0]) + n * sizeof(emu_handler) +
-		63) & ~(size_t)63;
+	size = (sizeof(*b) + (n + 1) * sizeof(b->slot[0]) + 63) & ~(size_t)63;
 	if (bc->used + size > bc->arena_size)
 		emu_blocks_flush(bc);
 	b = (struct emu_block *)(bc->arena + bc->used);
@@ -372,19 +450,19 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->succ[0] = b->succ[1] = NULL;
 	b->succ_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
-	memcpy(b->insn, tmp, n * sizeof(tmp[0]));
-	b->h = (emu_handler *)(void *)&b->insn[n];
-	b->memw = 0;
 	for (unsigned i = 0; i < n; i++) {
-		const struct emu_insn *in = &b->insn[i];
-		emu_handler f = emu_fast_handler(in, cpu->mode);
+		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode);
 
+		b->slot[i].in = tmp[i];
 		if (!f)
-			f = in->op < EMU_OP_COUNT ? emu_handlers[in->op] : NULL;
-		b->h[i] = f;
-		if (may_write_mem(in))
-			b->memw |= 1u << i;
+			f = tmp[i].op < EMU_OP_COUNT && emu_handlers[tmp[i].op] ?
+			    (may_write_mem(&tmp[i]) ? emu_t_generic :
+						      t_generic_r) :
+			    t_ud;
+		b->slot[i].h = f;
 	}
+	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
+	b->slot[n].h = t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -494,7 +572,7 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
 	int r;
 
 	for (unsigned i = 0; i < b->n; i++) {
-		const struct emu_insn *in = &b->insn[i];
+		const struct emu_insn *in = &b->slot[i].in;
 		uint64_t next = (rip + in->len) & mask;
 
 		if (legacy && rip + in->len - 1 > limit) {
@@ -529,30 +607,28 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
 
 /* Run block `b` from its first instruction (CS:RIP).  Returns the first
  * non-zero result, or 0; *stop says the run must return to the vCPU loop
- * (a system instruction ended the block).  In 64-bit mode instructions run
- * through the block's handler table (b->h) without emu_execute(): the
- * interrupt shadow (set only by a system instruction, which ends its
- * block) is handled for the first instruction, cpu->stats.insns is added
- * once on the way out, and the page generation is compared only after the
- * instructions that may write memory. */
+ * (a system instruction ended the block).  In 64-bit mode the block runs
+ * threaded (see blocks.h) without emu_execute(): the interrupt shadow
+ * (set only by a system instruction, which ends its block) is handled for
+ * the first instruction, and cpu->stats.insns is added once on the way
+ * out. */
 static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		     const struct emu_block *b, unsigned *done, bool *stop)
 {
-	const _Atomic uint32_t *gen;
-	uint64_t rip = cpu->rip;
-	unsigned i = 0, n = b->n, cnt = 0;
-	uint32_t memw = b->memw;
-	int r = 0;
+	const struct emu_slot *first = b->slot;
+	unsigned cnt = 0;
+	int r;
 
 	if (cpu->mode != EMU_MODE_LONG64)
 		return run_block_legacy(cpu, bc, b, done, stop);
-	gen = &bc->map->gen[b->page];
+	emu_tlb_check(cpu);
+	cpu->run_gen = &bc->map->gen[b->page];
+	cpu->run_gen_want = b->gen;
 	if (__builtin_expect(cpu->int_shadow, 0)) {
 		/* Through emu_execute(), which ends the shadow. */
-		const struct emu_insn *in = &b->insn[0];
-		uint64_t next = rip + in->len;
+		uint64_t next = cpu->rip + first->in.len;
 
-		r = emu_execute(cpu, in);
+		r = emu_execute(cpu, &first->in);
 		if (r) {
 			if (r == EMU_HALTED)
 				(*done)++;
@@ -561,50 +637,23 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		(*done)++;
 		if (cpu->rip != next)
 			return 0;
-		if ((memw & 1) &&
-		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
+		if (emu_t_smc(cpu)) {
 			bc->stats.smc_exits++;
 			return 0;
 		}
-		rip = next;
-		i = 1;
+		first++;
+		if (first == &b->slot[b->n]) {
+			*stop = b->system_end;
+			return 0;
+		}
 	}
-	for (; i < n; i++) {
-		const struct emu_insn *in = &b->insn[i];
-		emu_handler h = b->h[i];
-		uint64_t next = rip + in->len, nx = next;
-
-		if (__builtin_expect(!h, 0)) {
-			r = emu_execute(cpu, in); /* #UD, counted */
-			goto out;
-		}
-		r = h(cpu, in, &nx);
-		if (__builtin_expect(r != 0, 0)) {
-			if (r != EMU_HALTED) {
-				r = emu_count_exc(cpu, r);
-				goto out;
-			}
-			/* HLT retired: RIP is past it while the CPU sleeps. */
-			cpu->rip = nx;
-			cnt++;
-			goto out;
-		}
-		cpu->rip = nx;
-		cnt++;
-		if (nx != next)
-			goto out; /* branched, or a REP instruction paused */
-		if (((memw >> i) & 1) &&
-		    atomic_load_explicit(gen, memory_order_relaxed) != b->gen) {
-			bc->stats.smc_exits++;
-			goto out; /* our page was written: decode again */
-		}
-		rip = next;
-	}
-	if (b->system_end)
-		*stop = true;
-out:
+	r = first->h(cpu, first, cpu->rip);
+	cnt = (unsigned)((const struct emu_slot *)cpu->run_left - first);
 	cpu->stats.insns += cnt;
 	*done += cnt;
+	/* After the last instruction, whether it branched or not. */
+	if (r == 0 && cpu->run_left == &b->slot[b->n] && b->system_end)
+		*stop = true;
 	return r;
 }
 

@@ -84,6 +84,69 @@ static inline void emu_code_note_write(struct emu_cpu *cpu, uint64_t gpa,
 		emu_code_map_invalidate(m, (uint64_t)p);
 }
 
+/*
+ * THREADED EXECUTION (64-bit mode).  A block is an array of slots, one
+ * per instruction plus an end slot; each slot's handler runs its
+ * instruction at RIP `rip` (the runner keeps RIP in a register, cpu->rip
+ * is only written when the block is left) and then tail-calls the next
+ * slot's handler, so the block runs as a chain of jumps with no loop, no
+ * per-instruction bookkeeping and one indirect-branch site per handler
+ * for the predictor.  A handler leaves the block by returning: it sets
+ * cpu->rip and cpu->run_left (the first slot not retired), which is all
+ * the runner needs to count instructions.  The chain is at most
+ * EMU_BLOCK_MAX_INSNS + 1 calls deep even where the compiler does not
+ * turn the tail calls into jumps (unoptimised builds).
+ */
+struct emu_slot;
+typedef int (*emu_thandler)(struct emu_cpu *cpu, const struct emu_slot *s,
+			    uint64_t rip);
+
+struct emu_slot {
+	emu_thandler h;
+	struct emu_insn in;
+};
+
+/* Run the next slot: the tail of every handler that falls through. */
+#define EMU_T_NEXT(cpu, s, next) return (s)[1].h((cpu), &(s)[1], (next))
+
+/* Leave the block with `s` retired and RIP = rip (a taken branch). */
+static inline int emu_t_leave(struct emu_cpu *cpu, const struct emu_slot *s,
+			      uint64_t rip)
+{
+	cpu->rip = rip;
+	cpu->run_left = s + 1;
+	return 0;
+}
+
+/* Whether the running block's page was written since it was decoded
+ * (checked after each instruction that may store). */
+static inline bool emu_t_smc(const struct emu_cpu *cpu)
+{
+	return atomic_load_explicit(cpu->run_gen, memory_order_relaxed) !=
+	       cpu->run_gen_want;
+}
+
+/* `s` (at `rip`) through its generic handler (emu_handlers[]), then the
+ * next slot: the handler of every instruction without a specialised one,
+ * and the fallback of the specialised ones (TLB miss, MMIO, a page
+ * crossing, any fault). */
+int emu_t_generic(struct emu_cpu *cpu, const struct emu_slot *s,
+		  uint64_t rip);
+/* Leave after `s` retired because the block's page was written. */
+int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
+		   uint64_t next);
+
+/* exec_fast.c: a specialised threaded handler for `in` decoded in
+ * `mode` (enum emu_mode; only 64-bit mode has them), or NULL when
+ * emu_t_generic() must run it. */
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode);
+
+/* Run `in` alone at CS:RIP through threaded handler `h` (tests: the
+ * specialised handlers against emu_step()).  Returns as emu_execute(),
+ * with RIP advanced on success. */
+int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
+		  const struct emu_insn *in);
+
 struct emu_block {
 	uint64_t gpa;              /* of the first instruction */
 	uint64_t page;             /* its page index in the code map */
@@ -99,14 +162,11 @@ struct emu_block {
 	 * is still checked against the translated CS:RIP, the decoding key
 	 * and its page's generation, so a stale link only costs a lookup. */
 	struct emu_block *succ[2];
-	/* Per instruction, chosen when the block is built: the handler to
-	 * call (a specialised one from exec_fast.c, or the generic one; NULL
-	 * for an op without one: emu_execute() raises #UD), stored after
-	 * insn[]; and a bit set in `memw` when it may write memory (the
-	 * runner checks the page generation only after those). */
-	emu_handler *h;
-	uint32_t memw;
-	struct emu_insn insn[];
+	/* n instructions and the end slot.  In 64-bit mode each handler was
+	 * chosen when the block was built (a specialised one from
+	 * exec_fast.c for the hottest register/immediate/memory forms, else
+	 * emu_t_generic()); the legacy modes only use the decoded forms. */
+	struct emu_slot slot[];
 };
 
 struct emu_blocks_stats {

@@ -273,6 +273,12 @@ struct emu_cpu {
 	/* @ACCEL-FIELDS@ (accel.c, blocks.c) */
 	struct emu_blocks *blocks;   /* decoded-block cache (blocks.h), or NULL */
 	struct emu_code_map *code;   /* the VM's "holds code" pages, or NULL */
+	/* While a 64-bit block runs (blocks.c): where its handlers left it
+	 * (the first slot not retired), and its page's generation word with
+	 * the value the block was decoded under. */
+	const void *run_left;
+	const _Atomic uint32_t *run_gen;
+	uint32_t run_gen_want;
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */

@@ -201,9 +201,6 @@ int emu_pop(struct emu_cpu *cpu, unsigned size, uint64_t *val);
  * emu_execute() (for the block runner's inlined copy of it). */
 extern const emu_handler emu_handlers[EMU_OP_COUNT];
 int emu_count_exc(struct emu_cpu *cpu, int r);
-/* exec_fast.c: a specialised handler for `in` decoded in `mode` (enum
- * emu_mode), or NULL when the generic one must run it. */
-emu_handler emu_fast_handler(const struct emu_insn *in, int mode);
 
 #define EMU_HANDLER(name) \
 	int emu_exec_##name(struct emu_cpu *cpu, const struct emu_insn *in, \

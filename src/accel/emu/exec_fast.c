@@ -1,13 +1,16 @@
 /*
- * exec_fast.c - specialised handlers for the hottest instruction forms,
- * chosen once per instruction when the block cache decodes it
- * (emu_fast_handler(), called from blocks.c).
+ * exec_fast.c - specialised threaded handlers (blocks.h) for the hottest
+ * instruction forms in 64-bit mode, chosen once per instruction when the
+ * block cache decodes it (emu_fast_handler(), called from blocks.c).
  *
  * Each one is the generic handler (exec_alu.c, exec_move.c, ...) with the
  * operand kinds and the operand size fixed: 32 or 64-bit general registers
- * 0-15, immediates, or a memory source read through the out-of-line
- * operand path.  They must leave exactly the state the generic handler
- * would, lazy-flag record included (the unit tests run both paths).
+ * 0-15, immediates, or memory that hits the TLB on a RAM page.  Anything
+ * else -- a TLB miss, MMIO, an access crossing a page, any fault -- goes
+ * to emu_t_generic(), which runs the generic handler for the whole
+ * instruction, so the fast paths never raise anything themselves.  They
+ * must leave exactly the state the generic handler would, lazy-flag
+ * record included (the unit tests run both paths).
  */
 #include <string.h>
 
@@ -17,6 +20,23 @@
 
 #define M4 0xffffffffull
 #define M8 (~0ull)
+
+#define TH(name) \
+	static int name(struct emu_cpu *cpu, const struct emu_slot *s, \
+			uint64_t rip)
+/* The address of the next instruction. */
+#define NEXT (rip + s->in.len)
+/* Fall through to the next slot. */
+#define CONT() EMU_T_NEXT(cpu, s, NEXT)
+/* The generic handler runs the instruction instead. */
+#define SLOW() return emu_t_generic(cpu, s, rip)
+/* After a store: leave if it hit the block's own page. */
+#define CONT_W()                                                              \
+	do {                                                                  \
+		if (__builtin_expect(emu_t_smc(cpu), 0))                      \
+			return emu_t_smc_exit(cpu, s, NEXT);                  \
+		CONT();                                                       \
+	} while (0)
 
 static inline uint64_t src_imm(const struct emu_insn *in, uint64_t m)
 {
@@ -29,90 +49,108 @@ static inline void wr(struct emu_cpu *cpu, unsigned reg, uint64_t m,
 	cpu->gpr[reg] = v & m; /* a 32-bit write zero-extends */
 }
 
-static inline uint8_t *fhost_lin(struct emu_cpu *cpu, uint64_t lin,
-				 unsigned size, enum emu_access acc,
-				 uint64_t *gpa);
-
-/* The host byte behind a 64-bit-mode data access of `size` bytes at
- * memory operand `o` that hits the TLB with the permission `acc` needs
- * and stays inside one RAM page, or NULL: emu_mem_read()/emu_mem_write()'s
- * fast path (mem.c: fast64()) without the two calls.  *gpa: its guest-
- * physical address. */
-static inline uint8_t *fhost(struct emu_cpu *cpu, const struct emu_insn *in,
-			     const struct emu_opnd *o, unsigned size,
-			     uint64_t next, enum emu_access acc, uint64_t *gpa)
+/* General register `reg` as S bytes (AH..BH too when S = 1): the
+ * selection below guarantees reg < 16 for the 4 and 8-byte forms. */
+static inline __attribute__((always_inline)) uint64_t
+rd(const struct emu_cpu *cpu, unsigned reg, unsigned S)
 {
-	uint64_t lin;
-
-	if (cpu->mode != EMU_MODE_LONG64)
-		return NULL;
-	lin = emu_ea(cpu, in, o, next);
-	if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
-		lin += cpu->seg[o->seg].base;
-	return fhost_lin(cpu, lin, size, acc, gpa);
+	if (S >= 4)
+		return cpu->gpr[reg] & emu_mask(S);
+	return emu_reg_read(cpu, reg, S);
 }
 
-/* Linear address `lin` in 64-bit mode: fhost() after the segment. */
-static inline uint8_t *fhost_lin(struct emu_cpu *cpu, uint64_t lin,
-				 unsigned size, enum emu_access acc,
-				 uint64_t *gpa)
+static inline __attribute__((always_inline)) void
+wrs(struct emu_cpu *cpu, unsigned reg, unsigned S, uint64_t v)
+{
+	if (S == 8)
+		cpu->gpr[reg] = v;
+	else if (S == 4)
+		cpu->gpr[reg] = (uint32_t)v;
+	else
+		emu_reg_write(cpu, reg, S, v);
+}
+
+/* The permission bits of `acc` at the current privilege. */
+#define NEED(acc) emu_tlb_need(EMU_ACC_##acc, cpu->cpl == 3)
+
+/* The host byte behind a data access of `size` bytes at linear `lin`
+ * that hits the TLB with the permission bits `need` and stays inside one
+ * canonical RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
+ * (mem.c: fast64()) without the calls.  *gpa: its guest-physical
+ * address. */
+static inline __attribute__((always_inline)) uint8_t *
+fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
+	  uint64_t *gpa)
 {
 	const struct emu_tlb_entry *e;
 
 	if ((lin & 0xfff) + size > 0x1000 ||
 	    (uint64_t)((int64_t)(lin << 16) >> 16) != lin)
 		return NULL;
-	e = emu_tlb_lookup(cpu, lin, emu_tlb_need(acc, cpu->cpl == 3));
+	e = emu_tlb_hit(cpu, lin, need);
 	if (!e || !e->host)
 		return NULL;
 	*gpa = e->gpa | (lin & 0xfff);
 	return e->host + (lin & 0xfff);
 }
 
-/* emu_opnd_read_slow() of memory operand `o`, the TLB hit inline. */
-static inline __attribute__((always_inline)) int
-fload(struct emu_cpu *cpu, const struct emu_insn *in,
-      const struct emu_opnd *o, unsigned size, uint64_t next, uint64_t *val)
+/* fhost_lin() of memory operand `o` (`next`: the RIP-relative base). */
+static inline __attribute__((always_inline)) uint8_t *
+fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
+      unsigned size, uint64_t next, unsigned need, uint64_t *gpa)
 {
-	uint64_t gpa;
-	const uint8_t *h = fhost(cpu, in, o, size, next, EMU_ACC_READ, &gpa);
+	uint64_t lin = emu_ea(cpu, in, o, next);
 
-	if (__builtin_expect(h != NULL, 1)) {
-		uint64_t v = 0;
-
-		switch (size) {
-		case 1: v = *h; break;
-		case 2: { uint16_t t; memcpy(&t, h, 2); v = t; break; }
-		case 4: { uint32_t t; memcpy(&t, h, 4); v = t; break; }
-		default: memcpy(&v, h, 8); break;
-		}
-		*val = v;
-		return 0;
-	}
-	return emu_opnd_read_slow(cpu, in, o, size, next, val);
+	if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
+		lin += cpu->seg[o->seg].base;
+	return fhost_lin(cpu, lin, size, need, gpa);
 }
 
-/* emu_opnd_write_slow() of memory operand `o` (4 or 8 bytes). */
-static inline __attribute__((always_inline)) int
-fstore(struct emu_cpu *cpu, const struct emu_insn *in,
-       const struct emu_opnd *o, unsigned size, uint64_t next, uint64_t val)
+static inline __attribute__((always_inline)) uint64_t
+ld(const uint8_t *h, unsigned size)
 {
-	uint64_t gpa;
-	uint8_t *h = fhost(cpu, in, o, size, next, EMU_ACC_WRITE, &gpa);
-
-	if (__builtin_expect(h != NULL, 1)) {
-		if (size == 4) {
-			uint32_t t = (uint32_t)val;
-
-			memcpy(h, &t, 4);
-		} else {
-			memcpy(h, &val, 8);
-		}
-		emu_code_note_write(cpu, gpa, size);
-		return 0;
+	switch (size) {
+	case 1: return *h;
+	case 2: { uint16_t t; memcpy(&t, h, 2); return t; }
+	case 4: { uint32_t t; memcpy(&t, h, 4); return t; }
+	default: { uint64_t t; memcpy(&t, h, 8); return t; }
 	}
-	return emu_opnd_write_slow(cpu, in, o, size, next, val);
 }
+
+static inline __attribute__((always_inline)) void
+st(uint8_t *h, unsigned size, uint64_t v)
+{
+	switch (size) {
+	case 1: *h = (uint8_t)v; break;
+	case 2: { uint16_t t = (uint16_t)v; memcpy(h, &t, 2); break; }
+	case 4: { uint32_t t = (uint32_t)v; memcpy(h, &t, 4); break; }
+	default: memcpy(h, &v, 8); break;
+	}
+}
+
+/* Load `size` bytes of memory operand `o` into v, or run the instruction
+ * through the generic handler (which faults or takes the slow path). */
+#define FLOAD(o, size, v)                                                     \
+	do {                                                                  \
+		uint64_t gpa_;                                                \
+		const uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,     \
+					  NEED(READ), &gpa_);                 \
+		if (__builtin_expect(!h_, 0))                                 \
+			SLOW();                                               \
+		(v) = ld(h_, (size));                                         \
+	} while (0)
+
+/* Store, likewise. */
+#define FSTORE(o, size, v)                                                    \
+	do {                                                                  \
+		uint64_t gpa_;                                                \
+		uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,           \
+				    NEED(WRITE), &gpa_);                      \
+		if (__builtin_expect(!h_, 0))                                 \
+			SLOW();                                               \
+		st(h_, (size), (v));                                          \
+		emu_code_note_write(cpu, gpa_, (size));                       \
+	} while (0)
 
 /* The lazy record with the size fixed (emu_lazy() masks). */
 static inline void lz(struct emu_cpu *cpu, enum emu_lf_op op, unsigned size,
@@ -169,107 +207,129 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 
 /* ---- ALU: ADD ADC SUB SBB CMP AND OR XOR TEST ------------------------- */
 
-#define ALU_BODY(OPK, S, M)                                                   \
-	uint64_t a = cpu->gpr[in->opnd[0].reg] & (M), r, aux;                \
-	switch (OPK) {                                                        \
-	case EMU_OP_ADD:                                                      \
-		r = a + b;                                                    \
-		lz(cpu, EMU_LF_ADD, S, M, r, a, b, 0);                        \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_ADC:                                                      \
-		aux = emu_flag_cf(cpu);                                       \
-		r = a + b + aux;                                              \
-		lz(cpu, EMU_LF_ADC, S, M, r, a, b, aux);                      \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_SUB:                                                      \
-		r = a - b;                                                    \
-		lz(cpu, EMU_LF_SUB, S, M, r, a, b, 0);                        \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_SBB:                                                      \
-		aux = emu_flag_cf(cpu);                                       \
-		r = a - b - aux;                                              \
-		lz(cpu, EMU_LF_SBB, S, M, r, a, b, aux);                      \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_CMP:                                                      \
-		lz(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);                    \
-		break;                                                        \
-	case EMU_OP_AND:                                                      \
-		r = a & b;                                                    \
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);                      \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_OR:                                                       \
-		r = a | b;                                                    \
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);                      \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	case EMU_OP_XOR:                                                      \
-		r = a ^ b;                                                    \
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);                      \
-		wr(cpu, in->opnd[0].reg, M, r);                               \
-		break;                                                        \
-	default: /* TEST */                                                   \
-		lz(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);                  \
-		break;                                                        \
-	}                                                                     \
-	return 0;
+/* `a` op `b` of `size` bytes, the flags recorded; *w: whether the result
+ * is written back (not for CMP and TEST). */
+static inline __attribute__((always_inline)) uint64_t
+alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
+    uint64_t b, bool *w)
+{
+	uint64_t r, aux;
+
+	*w = true;
+	switch (op) {
+	case EMU_OP_ADD:
+		r = a + b;
+		lz(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
+		return r;
+	case EMU_OP_ADC:
+		aux = emu_flag_cf(cpu);
+		r = a + b + aux;
+		lz(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
+		return r;
+	case EMU_OP_SUB:
+		r = a - b;
+		lz(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
+		return r;
+	case EMU_OP_SBB:
+		aux = emu_flag_cf(cpu);
+		r = a - b - aux;
+		lz(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
+		return r;
+	case EMU_OP_CMP:
+		*w = false;
+		lz(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
+		return 0;
+	case EMU_OP_AND:
+		r = a & b;
+		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		return r;
+	case EMU_OP_OR:
+		r = a | b;
+		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		return r;
+	case EMU_OP_XOR:
+		r = a ^ b;
+		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		return r;
+	default: /* TEST */
+		*w = false;
+		lz(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
+		return 0;
+	}
+}
+
+/* reg op= b */
+#define ALU_REG(OPK, S)                                                       \
+	do {                                                                  \
+		unsigned d_ = s->in.opnd[0].reg;                              \
+		bool w_;                                                      \
+		uint64_t r_ = alu(cpu, OPK, S, emu_mask(S), rd(cpu, d_, S),   \
+				  b, &w_);                                    \
+		if (w_)                                                       \
+			wrs(cpu, d_, S, r_);                                  \
+		CONT();                                                       \
+	} while (0)
+
+/* op [mem], reg/imm (no LOCK): a TLB hit that allows both the read and
+ * the write updates the host bytes in place; CMP and TEST only read. */
+#define ALU_MEM(OPK, S)                                                       \
+	do {                                                                  \
+		const struct emu_opnd *o_ = &s->in.opnd[1];                   \
+		uint64_t b = o_->kind == EMU_OPND_GPR ? rd(cpu, o_->reg, S) : \
+			     (uint64_t)o_->val & emu_mask(S);                 \
+		uint64_t a, r, gpa;                                           \
+		uint8_t *h;                                                   \
+		bool w;                                                       \
+		if (OPK == EMU_OP_CMP || OPK == EMU_OP_TEST) {                \
+			FLOAD(&s->in.opnd[0], S, a);                          \
+			alu(cpu, OPK, S, emu_mask(S), a, b, &w);              \
+			CONT();                                               \
+		}                                                             \
+		h = fhost(cpu, &s->in, &s->in.opnd[0], S, NEXT,               \
+			  NEED(READ) | NEED(WRITE), &gpa);                    \
+		if (!h)                                                       \
+			SLOW();                                               \
+		a = ld(h, S);                                                 \
+		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w);                  \
+		st(h, S, r);                                                  \
+		emu_code_note_write(cpu, gpa, S);                             \
+		CONT_W();                                                     \
+	} while (0)
+
+/* The four forms (reg op reg, reg op imm, reg op mem, mem op reg/imm) of
+ * one operation at operand size S. */
+#define ALU_SIZE(name, OPK, S)                                                \
+TH(f_##name##_rr##S)                                                          \
+{                                                                             \
+	uint64_t b = rd(cpu, s->in.opnd[1].reg, S);                           \
+	ALU_REG(OPK, S);                                                      \
+}                                                                             \
+TH(f_##name##_ri##S)                                                          \
+{                                                                             \
+	uint64_t b = src_imm(&s->in, emu_mask(S));                            \
+	ALU_REG(OPK, S);                                                      \
+}                                                                             \
+TH(f_##name##_rm##S)                                                          \
+{                                                                             \
+	uint64_t b;                                                           \
+	FLOAD(&s->in.opnd[1], S, b);                                          \
+	ALU_REG(OPK, S);                                                      \
+}                                                                             \
+TH(f_##name##_m##S)                                                           \
+{                                                                             \
+	ALU_MEM(OPK, S);                                                      \
+}
 
 #define ALU_FORMS(name, OPK)                                                  \
-static int f_##name##_rr8(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b = cpu->gpr[in->opnd[1].reg];                               \
-	(void)next;                                                           \
-	ALU_BODY(OPK, 8, M8)                                                  \
-}                                                                             \
-static int f_##name##_rr4(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b = cpu->gpr[in->opnd[1].reg] & M4;                          \
-	(void)next;                                                           \
-	ALU_BODY(OPK, 4, M4)                                                  \
-}                                                                             \
-static int f_##name##_ri8(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b = src_imm(in, M8);                                         \
-	(void)next;                                                           \
-	ALU_BODY(OPK, 8, M8)                                                  \
-}                                                                             \
-static int f_##name##_ri4(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b = src_imm(in, M4);                                         \
-	(void)next;                                                           \
-	ALU_BODY(OPK, 4, M4)                                                  \
-}                                                                             \
-static int f_##name##_rm8(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b;                                                           \
-	int e = fload(cpu, in, &in->opnd[1], 8, *next, &b);      \
-	if (e)                                                                \
-		return e;                                                     \
-	ALU_BODY(OPK, 8, M8)                                                  \
-}                                                                             \
-static int f_##name##_rm4(struct emu_cpu *cpu, const struct emu_insn *in,    \
-			  uint64_t *next)                                     \
-{                                                                             \
-	uint64_t b;                                                           \
-	int e = fload(cpu, in, &in->opnd[1], 4, *next, &b);      \
-	if (e)                                                                \
-		return e;                                                     \
-	b &= M4;                                                              \
-	ALU_BODY(OPK, 4, M4)                                                  \
-}                                                                             \
-static const emu_handler alu_##name[3][2] = {                                 \
-	{ f_##name##_rr4, f_##name##_rr8 },                                   \
-	{ f_##name##_ri4, f_##name##_ri8 },                                   \
-	{ f_##name##_rm4, f_##name##_rm8 },                                   \
+ALU_SIZE(name, OPK, 1)                                                        \
+ALU_SIZE(name, OPK, 2)                                                        \
+ALU_SIZE(name, OPK, 4)                                                        \
+ALU_SIZE(name, OPK, 8)                                                        \
+static const emu_thandler alu_##name[4][4] = {                                \
+	{ f_##name##_rr1, f_##name##_rr2, f_##name##_rr4, f_##name##_rr8 },   \
+	{ f_##name##_ri1, f_##name##_ri2, f_##name##_ri4, f_##name##_ri8 },   \
+	{ f_##name##_rm1, f_##name##_rm2, f_##name##_rm4, f_##name##_rm8 },   \
+	{ f_##name##_m1, f_##name##_m2, f_##name##_m4, f_##name##_m8 },       \
 };
 
 ALU_FORMS(add, EMU_OP_ADD)
@@ -282,149 +342,108 @@ ALU_FORMS(or, EMU_OP_OR)
 ALU_FORMS(xor, EMU_OP_XOR)
 ALU_FORMS(test, EMU_OP_TEST)
 
-/* ALU op [mem], reg/imm (4 or 8 bytes, no LOCK): a TLB hit that allows
- * both the read and the write updates the host bytes in place; anything
- * else is emu_exec_alu2(), which raises the fault the access would.  CMP
- * and TEST only read. */
-static inline int alu_mem(struct emu_cpu *cpu, const struct emu_insn *in,
-			  uint64_t *next, unsigned S, uint64_t M)
-{
-	const struct emu_opnd *s = &in->opnd[1];
-	uint64_t b = (s->kind == EMU_OPND_GPR ? cpu->gpr[s->reg] :
-					       (uint64_t)s->val) & M;
-	uint64_t a = 0, r, aux, lin, gpa;
-	const struct emu_tlb_entry *e;
-	uint8_t *h;
-	bool user = cpu->cpl == 3;
-
-	if (in->op == EMU_OP_CMP || in->op == EMU_OP_TEST) {
-		int err = fload(cpu, in, &in->opnd[0], S, *next, &a);
-
-		if (err)
-			return err;
-		if (in->op == EMU_OP_CMP)
-			lz(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
-		else
-			lz(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
-		return 0;
-	}
-	if (cpu->mode != EMU_MODE_LONG64)
-		return emu_exec_alu2(cpu, in, next);
-	lin = emu_ea(cpu, in, &in->opnd[0], *next);
-	if (in->opnd[0].seg == EMU_SEG_FS || in->opnd[0].seg == EMU_SEG_GS)
-		lin += cpu->seg[in->opnd[0].seg].base;
-	if ((lin & 0xfff) + S > 0x1000 ||
-	    (uint64_t)((int64_t)(lin << 16) >> 16) != lin)
-		return emu_exec_alu2(cpu, in, next);
-	e = emu_tlb_lookup(cpu, lin, emu_tlb_need(EMU_ACC_READ, user) |
-				     emu_tlb_need(EMU_ACC_WRITE, user));
-	if (!e || !e->host)
-		return emu_exec_alu2(cpu, in, next);
-	gpa = e->gpa | (lin & 0xfff);
-	h = e->host + (lin & 0xfff);
-	memcpy(&a, h, S);
-	switch (in->op) {
-	case EMU_OP_ADD:
-		r = a + b;
-		lz(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
-		break;
-	case EMU_OP_ADC:
-		aux = emu_flag_cf(cpu);
-		r = a + b + aux;
-		lz(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
-		break;
-	case EMU_OP_SUB:
-		r = a - b;
-		lz(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
-		break;
-	case EMU_OP_SBB:
-		aux = emu_flag_cf(cpu);
-		r = a - b - aux;
-		lz(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
-		break;
-	case EMU_OP_AND:
-		r = a & b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
-		break;
-	case EMU_OP_OR:
-		r = a | b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
-		break;
-	default: /* XOR */
-		r = a ^ b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
-		break;
-	}
-	memcpy(h, &r, S); /* little-endian host: the low S bytes */
-	emu_code_note_write(cpu, gpa, S);
-	return 0;
-}
-
-static int f_alu_m8(struct emu_cpu *cpu, const struct emu_insn *in,
-		    uint64_t *next)
-{
-	return alu_mem(cpu, in, next, 8, M8);
-}
-
-static int f_alu_m4(struct emu_cpu *cpu, const struct emu_insn *in,
-		    uint64_t *next)
-{
-	return alu_mem(cpu, in, next, 4, M4);
-}
-
 /* ---- MOV, LEA, CMOVcc --------------------------------------------------- */
 
 #define SIZED(name, ...)                                                      \
-static int name##8(struct emu_cpu *cpu, const struct emu_insn *in,           \
-		   uint64_t *next)                                            \
+TH(name##8)                                                                   \
 {                                                                             \
 	const uint64_t M = M8;                                                \
 	const unsigned S = 8;                                                 \
-	(void)next; (void)S;                                                  \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
 	__VA_ARGS__                                                           \
 }                                                                             \
-static int name##4(struct emu_cpu *cpu, const struct emu_insn *in,           \
-		   uint64_t *next)                                            \
+TH(name##4)                                                                   \
 {                                                                             \
 	const uint64_t M = M4;                                                \
 	const unsigned S = 4;                                                 \
-	(void)next; (void)S;                                                  \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
 	__VA_ARGS__                                                           \
 }
 
-SIZED(f_mov_rr, {
-	wr(cpu, in->opnd[0].reg, M, cpu->gpr[in->opnd[1].reg]);
-	return 0;
+/* The same body at operand sizes 1, 2, 4 and 8 (register operands of
+ * any size through rd()/wrs()). */
+#define SIZED_ONE(name, SZ, ...)                                              \
+TH(name##SZ)                                                                  \
+{                                                                             \
+	const unsigned S = SZ;                                                \
+	const struct emu_insn *in = &s->in;                                   \
+	__VA_ARGS__                                                           \
+}
+#define SIZED_ALL(name, ...)                                                  \
+	SIZED_ONE(name, 1, __VA_ARGS__)                                       \
+	SIZED_ONE(name, 2, __VA_ARGS__)                                       \
+	SIZED_ONE(name, 4, __VA_ARGS__)                                       \
+	SIZED_ONE(name, 8, __VA_ARGS__)                                       \
+static const emu_thandler name[4] = { name##1, name##2, name##4, name##8 };
+
+SIZED_ALL(f_mov_rr, {
+	wrs(cpu, in->opnd[0].reg, S, rd(cpu, in->opnd[1].reg, S));
+	CONT();
 })
 
-SIZED(f_mov_ri, {
-	wr(cpu, in->opnd[0].reg, M, (uint64_t)in->opnd[1].val);
-	return 0;
+SIZED_ALL(f_mov_ri, {
+	wrs(cpu, in->opnd[0].reg, S, (uint64_t)in->opnd[1].val & emu_mask(S));
+	CONT();
 })
 
-SIZED(f_mov_rm, {
+SIZED_ALL(f_mov_rm, {
 	uint64_t v;
-	int e = fload(cpu, in, &in->opnd[1], S, *next, &v);
 
-	if (e)
-		return e;
-	wr(cpu, in->opnd[0].reg, M, v);
-	return 0;
+	FLOAD(&in->opnd[1], S, v);
+	wrs(cpu, in->opnd[0].reg, S, v);
+	CONT();
 })
 
-SIZED(f_mov_mr, {
-	return fstore(cpu, in, &in->opnd[0], S, *next,
-				   cpu->gpr[in->opnd[1].reg] & M);
+SIZED_ALL(f_mov_mr, {
+	FSTORE(&in->opnd[0], S, rd(cpu, in->opnd[1].reg, S));
+	CONT_W();
 })
 
-SIZED(f_mov_mi, {
-	return fstore(cpu, in, &in->opnd[0], S, *next,
-		      (uint64_t)in->opnd[1].val & M);
+SIZED_ALL(f_mov_mi, {
+	FSTORE(&in->opnd[0], S, (uint64_t)in->opnd[1].val);
+	CONT_W();
+})
+
+/* SETcc r/m8 */
+TH(f_set_r)
+{
+	wrs(cpu, s->in.opnd[0].reg, 1, fcond(cpu, s->in.cc));
+	CONT();
+}
+
+TH(f_set_m)
+{
+	FSTORE(&s->in.opnd[0], 1, fcond(cpu, s->in.cc));
+	CONT_W();
+}
+
+TH(f_nop)
+{
+	CONT();
+}
+
+/* NOT / NEG r */
+SIZED_ALL(f_not_r, {
+	unsigned d = in->opnd[0].reg;
+
+	wrs(cpu, d, S, ~rd(cpu, d, S));
+	CONT();
+})
+
+SIZED_ALL(f_neg_r, {
+	unsigned d = in->opnd[0].reg;
+	uint64_t a = rd(cpu, d, S);
+
+	lz(cpu, EMU_LF_SUB, S, emu_mask(S), 0 - a, 0, a, 0);
+	wrs(cpu, d, S, 0 - a);
+	CONT();
 })
 
 SIZED(f_lea, {
-	wr(cpu, in->opnd[0].reg, M, emu_ea(cpu, in, &in->opnd[1], *next));
-	return 0;
+	wr(cpu, in->opnd[0].reg, M, emu_ea(cpu, in, &in->opnd[1], NEXT));
+	CONT();
 })
 
 SIZED(f_cmov_rr, {
@@ -433,31 +452,34 @@ SIZED(f_cmov_rr, {
 					      cpu->gpr[d];
 
 	wr(cpu, d, M, v);
-	return 0;
+	CONT();
 })
 
 /* MOVZX r32/r64, r/m8 and r/m16 (the destination is 4 or 8 bytes: the
  * zero-extended value is the whole register either way). */
-static int f_movzx_rr(struct emu_cpu *cpu, const struct emu_insn *in,
-		      uint64_t *next)
+TH(f_movzx_rr)
 {
-	(void)next;
-	cpu->gpr[in->opnd[0].reg] = cpu->gpr[in->opnd[1].reg] &
-				    emu_mask(in->opnd[1].size);
-	return 0;
+	cpu->gpr[s->in.opnd[0].reg] = cpu->gpr[s->in.opnd[1].reg] &
+				      emu_mask(s->in.opnd[1].size);
+	CONT();
 }
 
-static int f_movzx_rm(struct emu_cpu *cpu, const struct emu_insn *in,
-		      uint64_t *next)
+TH(f_movzx_rm8)
 {
 	uint64_t v;
-	int e = fload(cpu, in, &in->opnd[1], in->opnd[1].size,
-				   *next, &v);
 
-	if (e)
-		return e;
-	cpu->gpr[in->opnd[0].reg] = v & emu_mask(in->opnd[1].size);
-	return 0;
+	FLOAD(&s->in.opnd[1], 1, v);
+	cpu->gpr[s->in.opnd[0].reg] = v;
+	CONT();
+}
+
+TH(f_movzx_rm16)
+{
+	uint64_t v;
+
+	FLOAD(&s->in.opnd[1], 2, v);
+	cpu->gpr[s->in.opnd[0].reg] = v;
+	CONT();
 }
 
 /* MOVSX r32/r64, r/m8 and r/m16; MOVSXD r64, r/m32. */
@@ -465,29 +487,26 @@ SIZED(f_movsx_rr, {
 	unsigned ss = in->opnd[1].size;
 
 	wr(cpu, in->opnd[0].reg, M, emu_sext(cpu->gpr[in->opnd[1].reg], ss));
-	return 0;
+	CONT();
 })
 
 SIZED(f_movsx_rm, {
 	unsigned ss = in->opnd[1].size;
 	uint64_t v;
-	int e = fload(cpu, in, &in->opnd[1], ss, *next, &v);
 
-	if (e)
-		return e;
+	FLOAD(&in->opnd[1], ss, v);
 	wr(cpu, in->opnd[0].reg, M, emu_sext(v, ss));
-	return 0;
+	CONT();
 })
 
 /* ---- IMUL r, r / IMUL r, r, imm, MUL r ------------------------------- */
 
-static int f_imul_rr8(struct emu_cpu *cpu, const struct emu_insn *in,
-		      uint64_t *next)
+TH(f_imul_rr8)
 {
+	const struct emu_insn *in = &s->in;
 	uint64_t a, b, lo;
 	__int128 p;
 
-	(void)next;
 	if (in->nr_opnds == 3) {
 		a = cpu->gpr[in->opnd[1].reg];
 		b = (uint64_t)in->opnd[2].val;
@@ -499,16 +518,15 @@ static int f_imul_rr8(struct emu_cpu *cpu, const struct emu_insn *in,
 	lo = (uint64_t)p;
 	cpu->gpr[in->opnd[0].reg] = lo;
 	lz(cpu, EMU_LF_MUL, 8, M8, lo, 0, 0, p != (__int128)(int64_t)lo);
-	return 0;
+	CONT();
 }
 
-static int f_imul_rr4(struct emu_cpu *cpu, const struct emu_insn *in,
-		      uint64_t *next)
+TH(f_imul_rr4)
 {
+	const struct emu_insn *in = &s->in;
 	uint64_t a, b;
 	int64_t p;
 
-	(void)next;
 	if (in->nr_opnds == 3) {
 		a = cpu->gpr[in->opnd[1].reg];
 		b = (uint64_t)in->opnd[2].val;
@@ -520,71 +538,73 @@ static int f_imul_rr4(struct emu_cpu *cpu, const struct emu_insn *in,
 	cpu->gpr[in->opnd[0].reg] = (uint32_t)p;
 	lz(cpu, EMU_LF_MUL, 4, M4, (uint64_t)p, 0, 0,
 	   p != (int64_t)(int32_t)(uint32_t)p);
-	return 0;
+	CONT();
 }
 
-static int f_mul_r8(struct emu_cpu *cpu, const struct emu_insn *in,
-		    uint64_t *next)
+TH(f_mul_r8)
 {
 	unsigned __int128 p = (unsigned __int128)cpu->gpr[EMU_RAX] *
-			      cpu->gpr[in->opnd[0].reg];
+			      cpu->gpr[s->in.opnd[0].reg];
 	uint64_t hi = (uint64_t)(p >> 64);
 
-	(void)next;
 	cpu->gpr[EMU_RAX] = (uint64_t)p;
 	cpu->gpr[EMU_RDX] = hi;
 	lz(cpu, EMU_LF_MUL, 8, M8, (uint64_t)p, 0, 0, hi != 0);
-	return 0;
+	CONT();
 }
 
-static int f_mul_r4(struct emu_cpu *cpu, const struct emu_insn *in,
-		    uint64_t *next)
+TH(f_mul_r4)
 {
 	uint64_t p = (cpu->gpr[EMU_RAX] & M4) *
-		     (cpu->gpr[in->opnd[0].reg] & M4);
+		     (cpu->gpr[s->in.opnd[0].reg] & M4);
 
-	(void)next;
 	cpu->gpr[EMU_RAX] = (uint32_t)p;
 	cpu->gpr[EMU_RDX] = p >> 32;
 	lz(cpu, EMU_LF_MUL, 4, M4, p, 0, 0, (p >> 32) != 0);
-	return 0;
+	CONT();
 }
 
 /* ---- SHL / SHR / SAR r, imm ------------------------------------------- */
 
-SIZED(f_shl_ri, {
-	unsigned d = in->opnd[0].reg;
-	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (S == 8 ? 63 : 31);
-	uint64_t v = cpu->gpr[d] & M, r = v << c;
+/* The count of an immediate form (C1 /n ib) and of a CL form (D3 /n). */
+#define CNT_I ((unsigned)(in->opnd[1].val & 0xff))
+#define CNT_C ((unsigned)(cpu->gpr[EMU_RCX] & 0xff))
 
-	if (c)
-		lz(cpu, EMU_LF_SHL, S, M, r, v, c, 0);
-	wr(cpu, d, M, c ? r : v);
-	return 0;
+#define SHIFTS(sfx, CNT)                                                      \
+SIZED(f_shl_##sfx, {                                                          \
+	unsigned d = in->opnd[0].reg;                                         \
+	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
+	uint64_t v = cpu->gpr[d] & M, r = v << c;                             \
+									      \
+	if (c)                                                                \
+		lz(cpu, EMU_LF_SHL, S, M, r, v, c, 0);                        \
+	wr(cpu, d, M, c ? r : v);                                             \
+	CONT();                                                               \
+})                                                                            \
+SIZED(f_shr_##sfx, {                                                          \
+	unsigned d = in->opnd[0].reg;                                         \
+	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
+	uint64_t v = cpu->gpr[d] & M, r = v >> c;                             \
+									      \
+	if (c)                                                                \
+		lz(cpu, EMU_LF_SHR, S, M, r, v, c, 0);                        \
+	wr(cpu, d, M, r);                                                     \
+	CONT();                                                               \
+})                                                                            \
+SIZED(f_sar_##sfx, {                                                          \
+	unsigned d = in->opnd[0].reg;                                         \
+	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
+	uint64_t v = cpu->gpr[d] & M;                                         \
+	uint64_t r = (uint64_t)((int64_t)emu_sext(v, S) >> c);                \
+									      \
+	if (c)                                                                \
+		lz(cpu, EMU_LF_SAR, S, M, r, v, c, 0);                        \
+	wr(cpu, d, M, c ? r : v);                                             \
+	CONT();                                                               \
 })
 
-SIZED(f_shr_ri, {
-	unsigned d = in->opnd[0].reg;
-	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (S == 8 ? 63 : 31);
-	uint64_t v = cpu->gpr[d] & M, r = v >> c;
-
-	if (c)
-		lz(cpu, EMU_LF_SHR, S, M, r, v, c, 0);
-	wr(cpu, d, M, r);
-	return 0;
-})
-
-SIZED(f_sar_ri, {
-	unsigned d = in->opnd[0].reg;
-	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (S == 8 ? 63 : 31);
-	uint64_t v = cpu->gpr[d] & M;
-	uint64_t r = (uint64_t)((int64_t)emu_sext(v, S) >> c);
-
-	if (c)
-		lz(cpu, EMU_LF_SAR, S, M, r, v, c, 0);
-	wr(cpu, d, M, c ? r : v);
-	return 0;
-})
+SHIFTS(ri, CNT_I)
+SHIFTS(rc, CNT_C)
 
 /* ---- ROL / ROR r, imm (CF and OF recorded, see emu_lazy_rot()) -------- */
 
@@ -595,12 +615,12 @@ SIZED(f_rol_ri, {
 
 	if (!(in->opnd[1].val & (S == 8 ? 63 : 31))) {
 		wr(cpu, d, M, v);
-		return 0;
+		CONT();
 	}
 	r = c ? ((v << c) | (v >> (bits - c))) & M : v;
 	emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
 	wr(cpu, d, M, r);
-	return 0;
+	CONT();
 })
 
 SIZED(f_ror_ri, {
@@ -610,13 +630,13 @@ SIZED(f_ror_ri, {
 
 	if (!(in->opnd[1].val & (S == 8 ? 63 : 31))) {
 		wr(cpu, d, M, v);
-		return 0;
+		CONT();
 	}
 	r = c ? ((v >> c) | (v << (bits - c))) & M : v;
 	emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
 		     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
 	wr(cpu, d, M, r);
-	return 0;
+	CONT();
 })
 
 /* ---- INC / DEC r -------------------------------------------------------- */
@@ -627,7 +647,7 @@ SIZED(f_inc_r, {
 
 	lz(cpu, EMU_LF_INC, S, M, a + 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a + 1);
-	return 0;
+	CONT();
 })
 
 SIZED(f_dec_r, {
@@ -636,38 +656,70 @@ SIZED(f_dec_r, {
 
 	lz(cpu, EMU_LF_DEC, S, M, a - 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a - 1);
-	return 0;
+	CONT();
 })
 
-/* ---- Jcc rel in 64-bit mode -------------------------------------------- */
+/* ---- Jcc rel ------------------------------------------------------------ */
 
-static int f_jcc64(struct emu_cpu *cpu, const struct emu_insn *in,
-		   uint64_t *next)
+/* A branch ends its block, so both ways leave it (the next slot is the
+ * end slot). */
+TH(f_jcc64)
 {
 	uint64_t t;
 
-	if (!fcond(cpu, in->cc))
-		return 0;
-	t = *next + (uint64_t)in->opnd[0].val;
+	if (!fcond(cpu, s->in.cc))
+		return emu_t_leave(cpu, s, NEXT);
+	t = NEXT + (uint64_t)s->in.opnd[0].val;
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
-		return emu_raise(cpu, EMU_VEC_GP, true, 0);
-	*next = t;
-	return 0;
+		SLOW(); /* #GP */
+	return emu_t_leave(cpu, s, t);
 }
 
-/* ---- PUSH r64 / POP r64, CALL rel / RET in 64-bit mode ------------------ */
+/* JMP rel, JMP r64, JMP m64 */
+TH(f_jmp_rel64)
+{
+	uint64_t t = NEXT + (uint64_t)s->in.opnd[0].val;
 
-/* Push / pop 8 bytes through the TLB's host pointer.  False when the fast
- * path does not apply (not 64-bit mode, TLB miss, MMIO): the caller then
- * runs the generic handler, which raises any fault. */
-static bool fpush64(struct emu_cpu *cpu, uint64_t v)
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
+		SLOW(); /* #GP */
+	return emu_t_leave(cpu, s, t);
+}
+
+TH(f_jmp_r64)
+{
+	uint64_t t = cpu->gpr[s->in.opnd[0].reg];
+
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
+		SLOW(); /* #GP */
+	return emu_t_leave(cpu, s, t);
+}
+
+TH(f_jmp_m64)
+{
+	uint64_t t;
+
+	FLOAD(&s->in.opnd[0], 8, t);
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
+		SLOW(); /* #GP */
+	return emu_t_leave(cpu, s, t);
+}
+
+/* ---- PUSH r64 / POP r64, CALL rel / RET --------------------------------- */
+
+static bool canonical48(uint64_t a)
+{
+	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+
+/* Push 8 bytes through the TLB's host pointer; false when the fast path
+ * does not apply (TLB miss, MMIO, a page crossing): the caller then runs
+ * the generic handler, which raises any fault. */
+static inline __attribute__((always_inline)) bool
+fpush64(struct emu_cpu *cpu, uint64_t v)
 {
 	uint64_t sp = cpu->gpr[EMU_RSP] - 8, gpa;
-	uint8_t *h;
+	uint8_t *h = fhost_lin(cpu, sp, 8, NEED(WRITE), &gpa);
 
-	if (cpu->mode != EMU_MODE_LONG64)
-		return false;
-	h = fhost_lin(cpu, sp, 8, EMU_ACC_WRITE, &gpa);
 	if (!h)
 		return false;
 	memcpy(h, &v, 8);
@@ -676,97 +728,175 @@ static bool fpush64(struct emu_cpu *cpu, uint64_t v)
 	return true;
 }
 
-/* Read the 8 bytes at RSP; the caller moves RSP (POP RSP and RET differ). */
-static bool fpeek64(struct emu_cpu *cpu, uint64_t *v)
+/* The 8 bytes at RSP, or NULL; the caller moves RSP (POP RSP and RET
+ * differ). */
+static inline __attribute__((always_inline)) const uint8_t *
+fpeek64(struct emu_cpu *cpu)
 {
 	uint64_t gpa;
-	const uint8_t *h;
 
-	if (cpu->mode != EMU_MODE_LONG64)
-		return false;
-	h = fhost_lin(cpu, cpu->gpr[EMU_RSP], 8, EMU_ACC_READ, &gpa);
+	return fhost_lin(cpu, cpu->gpr[EMU_RSP], 8, NEED(READ), &gpa);
+}
+
+TH(f_push_r8)
+{
+	if (!fpush64(cpu, cpu->gpr[s->in.opnd[0].reg]))
+		SLOW();
+	CONT_W();
+}
+
+TH(f_pop_r8)
+{
+	const uint8_t *h = fpeek64(cpu);
+
 	if (!h)
-		return false;
-	memcpy(v, h, 8);
-	return true;
-}
-
-static bool canonical48(uint64_t a)
-{
-	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
-}
-
-static int f_push_r8(struct emu_cpu *cpu, const struct emu_insn *in,
-		     uint64_t *next)
-{
-	if (!fpush64(cpu, cpu->gpr[in->opnd[0].reg]))
-		return emu_exec_push(cpu, in, next);
-	return 0;
-}
-
-static int f_pop_r8(struct emu_cpu *cpu, const struct emu_insn *in,
-		    uint64_t *next)
-{
-	uint64_t v;
-
-	if (!fpeek64(cpu, &v))
-		return emu_exec_pop(cpu, in, next);
+		SLOW();
 	cpu->gpr[EMU_RSP] += 8;
-	cpu->gpr[in->opnd[0].reg] = v; /* after RSP: POP RSP loads the value */
-	return 0;
+	/* After RSP: POP RSP loads the value. */
+	cpu->gpr[s->in.opnd[0].reg] = ld(h, 8);
+	CONT();
 }
 
-static int f_call_rel64(struct emu_cpu *cpu, const struct emu_insn *in,
-			uint64_t *next)
+/* The pushed return address may land on the block's own page; the block
+ * ends here anyway. */
+TH(f_call_rel64)
 {
-	uint64_t t = *next + (uint64_t)in->opnd[0].val;
+	uint64_t t = NEXT + (uint64_t)s->in.opnd[0].val;
 
-	if (!canonical48(t) || !fpush64(cpu, *next))
-		return emu_exec_call(cpu, in, next); /* raises #GP / #PF */
-	*next = t;
-	return 0;
+	if (!canonical48(t) || !fpush64(cpu, NEXT))
+		SLOW(); /* raises #GP / #PF */
+	return emu_t_leave(cpu, s, t);
 }
 
-static int f_ret64(struct emu_cpu *cpu, const struct emu_insn *in,
-		   uint64_t *next)
+TH(f_ret64)
 {
+	const uint8_t *h = fpeek64(cpu);
 	uint64_t t;
 
-	if (!fpeek64(cpu, &t) || !canonical48(t))
-		return emu_exec_ret(cpu, in, next); /* raises #GP / #PF */
+	if (!h)
+		SLOW();
+	t = ld(h, 8);
+	if (!canonical48(t))
+		SLOW(); /* #GP */
 	cpu->gpr[EMU_RSP] += 8;
-	*next = t;
-	return 0;
+	return emu_t_leave(cpu, s, t);
 }
 
 /* ---- selection ------------------------------------------------------------ */
 
+/* A general register operand of `size` bytes the fast handlers take:
+ * 0-15, or AH..BH at byte size. */
 static bool gpr(const struct emu_opnd *o, unsigned size)
 {
-	return o->kind == EMU_OPND_GPR && o->reg < 16 && o->size == size;
+	return o->kind == EMU_OPND_GPR && o->size == size &&
+	       (o->reg < 16 || (size == 1 && o->reg >= EMU_REG_AH &&
+				o->reg < EMU_REG_AH + 4));
 }
 
-emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
+/* Index of operand size 1, 2, 4, 8 in the handler tables, or -1. */
+static int size_index(unsigned size)
+{
+	switch (size) {
+	case 1: return 0;
+	case 2: return 1;
+	case 4: return 2;
+	case 8: return 3;
+	default: return -1;
+	}
+}
+
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 {
 	const struct emu_opnd *d = &in->opnd[0], *s = &in->opnd[1];
 	unsigned size = d->size, z;
+	int si = size_index(size);
 
-	if (in->prefixes & EMU_PFX_LOCK)
+	if (mode != EMU_MODE_LONG64 || (in->prefixes & EMU_PFX_LOCK))
 		return NULL;
-	if ((in->op == EMU_OP_PUSH || in->op == EMU_OP_POP) &&
-	    mode == EMU_MODE_LONG64 && in->nr_opnds == 1 && in->opsize == 8 &&
-	    gpr(d, 8))
+	switch (in->op) {
+	case EMU_OP_NOP:
+		return f_nop;
+	case EMU_OP_PUSH: case EMU_OP_POP:
+		if (in->nr_opnds != 1 || in->opsize != 8 || !gpr(d, 8))
+			return NULL;
 		return in->op == EMU_OP_PUSH ? f_push_r8 : f_pop_r8;
-	if (in->op == EMU_OP_CALL && mode == EMU_MODE_LONG64 &&
-	    in->opsize == 8 && in->nr_opnds >= 1 && d->kind == EMU_OPND_REL)
-		return f_call_rel64;
-	if (in->op == EMU_OP_RET && mode == EMU_MODE_LONG64 &&
-	    in->opsize == 8 && in->nr_opnds == 0)
-		return f_ret64;
-	if (in->op == EMU_OP_JCC)
-		return mode == EMU_MODE_LONG64 && in->nr_opnds >= 1 &&
-		       d->kind == EMU_OPND_REL && in->opsize == 8 ?
-		       f_jcc64 : NULL;
+	case EMU_OP_CALL:
+		return in->opsize == 8 && in->nr_opnds >= 1 &&
+		       d->kind == EMU_OPND_REL ? f_call_rel64 : NULL;
+	case EMU_OP_RET:
+		return in->opsize == 8 && in->nr_opnds == 0 ? f_ret64 : NULL;
+	case EMU_OP_JCC:
+		return in->nr_opnds >= 1 && d->kind == EMU_OPND_REL &&
+		       in->opsize == 8 ? f_jcc64 : NULL;
+	case EMU_OP_JMP:
+		if (in->opsize != 8 || in->nr_opnds < 1)
+			return NULL;
+		if (d->kind == EMU_OPND_REL)
+			return f_jmp_rel64;
+		if (gpr(d, 8))
+			return f_jmp_r64;
+		return d->kind == EMU_OPND_MEM && d->size == 8 ? f_jmp_m64 :
+		       NULL;
+	case EMU_OP_SET:
+		if (in->nr_opnds != 1 || d->size != 1)
+			return NULL;
+		if (gpr(d, 1))
+			return f_set_r;
+		return d->kind == EMU_OPND_MEM ? f_set_m : NULL;
+	case EMU_OP_MOV:
+		if (in->nr_opnds != 2 || si < 0)
+			return NULL;
+		if (gpr(d, size) && gpr(s, size))
+			return f_mov_rr[si];
+		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
+			return f_mov_ri[si];
+		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
+			return f_mov_rm[si];
+		if (d->kind == EMU_OPND_MEM && gpr(s, size))
+			return f_mov_mr[si];
+		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
+			return f_mov_mi[si];
+		return NULL;
+	case EMU_OP_NOT: case EMU_OP_NEG:
+		if (in->nr_opnds != 1 || si < 0 || !gpr(d, size))
+			return NULL;
+		return in->op == EMU_OP_NOT ? f_not_r[si] : f_neg_r[si];
+	case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB:
+	case EMU_OP_CMP: case EMU_OP_AND: case EMU_OP_OR: case EMU_OP_XOR:
+	case EMU_OP_TEST: {
+		const emu_thandler (*t)[4];
+		int form;
+
+		switch (in->op) {
+		case EMU_OP_ADD: t = alu_add; break;
+		case EMU_OP_ADC: t = alu_adc; break;
+		case EMU_OP_SUB: t = alu_sub; break;
+		case EMU_OP_SBB: t = alu_sbb; break;
+		case EMU_OP_CMP: t = alu_cmp; break;
+		case EMU_OP_AND: t = alu_and; break;
+		case EMU_OP_OR:  t = alu_or; break;
+		case EMU_OP_XOR: t = alu_xor; break;
+		default: t = alu_test; break;
+		}
+		if (in->nr_opnds != 2 || si < 0)
+			return NULL;
+		if (d->kind == EMU_OPND_MEM)
+			form = gpr(s, size) || s->kind == EMU_OPND_IMM ? 3 : -1;
+		else if (!gpr(d, size))
+			form = -1;
+		else if (gpr(s, size))
+			form = 0;
+		else if (s->kind == EMU_OPND_IMM)
+			form = 1;
+		else if (s->kind == EMU_OPND_MEM && s->size == size)
+			form = 2;
+		else
+			form = -1;
+		return form < 0 ? NULL : t[form][si];
+	}
+	default:
+		break;
+	}
 	if (size != 4 && size != 8)
 		return NULL;
 	z = size == 8;
@@ -778,33 +908,7 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 		default: return NULL;
 		}
 	}
-	if (in->nr_opnds < 2)
-		return NULL;
-	if (in->op == EMU_OP_MOV) {
-		if (gpr(d, size) && gpr(s, size))
-			return z ? f_mov_rr8 : f_mov_rr4;
-		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
-			return z ? f_mov_ri8 : f_mov_ri4;
-		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
-			return z ? f_mov_rm8 : f_mov_rm4;
-		if (d->kind == EMU_OPND_MEM && gpr(s, size))
-			return z ? f_mov_mr8 : f_mov_mr4;
-		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
-			return z ? f_mov_mi8 : f_mov_mi4;
-		return NULL;
-	}
-	if (d->kind == EMU_OPND_MEM && in->nr_opnds == 2 &&
-	    (gpr(s, size) || s->kind == EMU_OPND_IMM)) {
-		switch (in->op) {
-		case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB:
-		case EMU_OP_SBB: case EMU_OP_CMP: case EMU_OP_AND:
-		case EMU_OP_OR: case EMU_OP_XOR: case EMU_OP_TEST:
-			return z ? f_alu_m8 : f_alu_m4;
-		default:
-			return NULL;
-		}
-	}
-	if (!gpr(d, size))
+	if (in->nr_opnds < 2 || !gpr(d, size))
 		return NULL;
 	switch (in->op) {
 	case EMU_OP_LEA:
@@ -815,7 +919,9 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 			return NULL;
 		if (s->kind == EMU_OPND_GPR && s->reg < 16)
 			return f_movzx_rr;
-		return s->kind == EMU_OPND_MEM ? f_movzx_rm : NULL;
+		if (s->kind != EMU_OPND_MEM)
+			return NULL;
+		return s->size == 1 ? f_movzx_rm8 : f_movzx_rm16;
 	case EMU_OP_MOVSX: case EMU_OP_MOVSXD:
 		if (in->nr_opnds != 2 || s->size >= size ||
 		    (s->size != 1 && s->size != 2 && s->size != 4))
@@ -839,40 +945,18 @@ emu_handler emu_fast_handler(const struct emu_insn *in, int mode)
 		return in->op == EMU_OP_ROL ? (z ? f_rol_ri8 : f_rol_ri4) :
 					      (z ? f_ror_ri8 : f_ror_ri4);
 	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
-		if (in->nr_opnds != 2 || s->kind != EMU_OPND_IMM)
-			return NULL;
-		return in->op == EMU_OP_SHL ? (z ? f_shl_ri8 : f_shl_ri4) :
-		       in->op == EMU_OP_SHR ? (z ? f_shr_ri8 : f_shr_ri4) :
-					      (z ? f_sar_ri8 : f_sar_ri4);
-	default:
-		break;
-	}
-	{
-		const emu_handler (*t)[2];
-		int form;
-
-		switch (in->op) {
-		case EMU_OP_ADD: t = alu_add; break;
-		case EMU_OP_ADC: t = alu_adc; break;
-		case EMU_OP_SUB: t = alu_sub; break;
-		case EMU_OP_SBB: t = alu_sbb; break;
-		case EMU_OP_CMP: t = alu_cmp; break;
-		case EMU_OP_AND: t = alu_and; break;
-		case EMU_OP_OR:  t = alu_or; break;
-		case EMU_OP_XOR: t = alu_xor; break;
-		case EMU_OP_TEST: t = alu_test; break;
-		default: return NULL;
-		}
 		if (in->nr_opnds != 2)
 			return NULL;
-		if (gpr(s, size))
-			form = 0;
-		else if (s->kind == EMU_OPND_IMM)
-			form = 1;
-		else if (s->kind == EMU_OPND_MEM && s->size == size)
-			form = 2;
-		else
+		if (s->kind == EMU_OPND_IMM)
+			return in->op == EMU_OP_SHL ? (z ? f_shl_ri8 : f_shl_ri4) :
+			       in->op == EMU_OP_SHR ? (z ? f_shr_ri8 : f_shr_ri4) :
+						      (z ? f_sar_ri8 : f_sar_ri4);
+		if (s->kind != EMU_OPND_GPR || s->reg != EMU_RCX || s->size != 1)
 			return NULL;
-		return t[form][z];
+		return in->op == EMU_OP_SHL ? (z ? f_shl_rc8 : f_shl_rc4) :
+		       in->op == EMU_OP_SHR ? (z ? f_shr_rc8 : f_shr_rc4) :
+					      (z ? f_sar_rc8 : f_sar_rc4);
+	default:
+		return NULL;
 	}
 }

@@ -74,19 +74,34 @@ static inline unsigned emu_tlb_index(uint64_t lin)
 			  (EMU_TLB_ENTRIES - 1));
 }
 
+/* Drop the TLB if it was made under other paging state. */
+static inline void emu_tlb_check(struct emu_cpu *cpu)
+{
+	if (__builtin_expect(cpu->tlb.key != emu_mmu_key(cpu) ||
+			     cpu->tlb.cr3 != cpu->cr3, 0))
+		emu_tlb_sync(cpu);
+}
+
+/* The TLB entry that allows `need` at `lin`, or NULL, trusting that the
+ * TLB matches the paging state: for the block runner's handlers, whose
+ * block entry called emu_tlb_check() and which run no instruction that
+ * changes CR0, CR3, CR4 or EFER (those end a block). */
+static inline const struct emu_tlb_entry *
+emu_tlb_hit(struct emu_cpu *cpu, uint64_t lin, unsigned need)
+{
+	const struct emu_tlb_entry *e = &cpu->tlb.e[emu_tlb_index(lin)];
+
+	if (e->tag == ((lin & ~0xfffull) | 1) && (e->perm & need) == need)
+		return e;
+	return NULL;
+}
+
 /* The TLB entry that allows `need` at linear address `lin`, or NULL. */
 static inline const struct emu_tlb_entry *
 emu_tlb_lookup(struct emu_cpu *cpu, uint64_t lin, unsigned need)
 {
-	const struct emu_tlb_entry *e;
-
-	if (__builtin_expect(cpu->tlb.key != emu_mmu_key(cpu) ||
-			     cpu->tlb.cr3 != cpu->cr3, 0))
-		emu_tlb_sync(cpu);
-	e = &cpu->tlb.e[emu_tlb_index(lin)];
-	if (e->tag == ((lin & ~0xfffull) | 1) && (e->perm & need) == need)
-		return e;
-	return NULL;
+	emu_tlb_check(cpu);
+	return emu_tlb_hit(cpu, lin, need);
 }
 
 /* emu_translate() with the privilege given explicitly (user = false for
