@@ -198,6 +198,17 @@ static uint16_t add_chain(struct t *t, unsigned q, const struct seg *s, int n)
 	return head;
 }
 
+/* Make `head` available once more (a well-behaved driver never does so
+ * while the device holds it). */
+static void publish_head(struct t *t, unsigned q, uint16_t head)
+{
+	uint16_t idx = t->avail_idx[q];
+
+	gm_write(&t->h->vm.mem, AVAIL(q) + 4 + 2ull * (idx % QSZ), &head, 2);
+	t->avail_idx[q] = ++idx;
+	gm_write(&t->h->vm.mem, AVAIL(q) + 2, &idx, 2);
+}
+
 static uint16_t used_idx(struct t *t, unsigned q)
 {
 	uint16_t v;
@@ -778,6 +789,37 @@ static void test_hostile_chains(void **state)
 	finish(t);
 }
 
+/* A driver re-offering a head that is still in flight: after a queue's
+ * worth of requests in flight the device refuses (it would otherwise queue
+ * I/O without bound). */
+static void test_reoffered_head(void **state)
+{
+	struct t *t = setup_powercut(1);
+	struct seg s[3] = { { HDR, 16, false }, { DATA, 512, true }, { STATUS, 1, true } };
+	struct block_powercut *pc = block_powercut_of(t->bd);
+	uint16_t head;
+
+	drv_init(t, 0, 1);
+	block_powercut_hold(t->bd, true);
+	put_hdr(t, HDR, VIRTIO_BLK_T_IN, 0);
+	head = add_chain(t, 0, s, 3);
+	for (int i = 1; i < QSZ; i++)
+		publish_head(t, 0, head);
+	kick_idle(t, 0);
+	assert_int_equal(status_get(t) & VIRTIO_STATUS_DEVICE_NEEDS_RESET, 0);
+	publish_head(t, 0, head);
+	kick_idle(t, 0);
+	assert_true(status_get(t) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	assert_int_equal(t->config_irqs, 1);
+	/* The QSZ requests taken are still completed (and dropped) later. */
+	block_powercut_hold(t->bd, false);
+	hx_run_io(t->h, 50);
+	assert_int_equal(pc->ops[BLOCK_OP_READ], QSZ);
+	drv_init(t, 0, 1);
+	assert_int_equal(request(t, 0, VIRTIO_BLK_T_IN, 0, DATA, 512, true, NULL), VIRTIO_BLK_S_OK);
+	finish(t);
+}
+
 /* A reset while a request is in flight: its completion is dropped. */
 static void test_reset_in_flight(void **state)
 {
@@ -937,6 +979,7 @@ int main(void)
 		cmocka_unit_test(test_get_id),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_hostile_chains),
+		cmocka_unit_test(test_reoffered_head),
 		cmocka_unit_test(test_reset_in_flight),
 		cmocka_unit_test(test_power_cut),
 		cmocka_unit_test(test_cache_none),
