@@ -407,6 +407,41 @@ static void test_write_zeroes(void **state)
 	block_close(bd);
 }
 
+/* A file system without FALLOC_FL_ZERO_RANGE (tmpfs): write zeroes falls
+ * back to writing zeros, and says so in the counters. */
+static void test_write_zeroes_fallback(void **state)
+{
+	struct ctx *c = *state;
+	struct stat st;
+	char saved[256];
+	struct block_dev *bd;
+
+	if (stat("/dev/shm", &st) || !S_ISDIR(st.st_mode))
+		skip();
+	memcpy(saved, c->path, sizeof(saved));
+	setenv("TMPDIR", "/dev/shm", 1);
+	make_file(c, 2 * MiB, 7);
+	unsetenv("TMPDIR");
+	bd = open_ok(c, false, false);
+	c->nr_done = 0;
+	assert_int_equal(block_write_zeroes(bd, 4096, 3 * MiB / 2, false, count_cb, &c->results[0]), 0);
+	assert_int_equal(block_write_zeroes(bd, 0, 512, false, count_cb, &c->results[1]), 0);
+	block_submit(bd);
+	wait_done(c, 2);
+	assert_int_equal(c->results[0], 0);
+	assert_int_equal(c->results[1], 0);
+	if (bd->stats.zero_fallbacks == 0)
+		print_message("/dev/shm did ZERO_RANGE itself: fallback not exercised\n");
+	else
+		assert_true(bd->stats.sqes[BLOCK_OP_WRITE_ZEROES] >= 3); /* refused + 2 chunks */
+	read_expect_zero(c, bd, 0, 512, true);
+	read_expect_zero(c, bd, 4096, 3 * MiB / 2, true);
+	read_expect_zero(c, bd, 3 * MiB / 2 + 4096, 4096, false);
+	block_close(bd);
+	unlink(c->path);
+	memcpy(c->path, saved, sizeof(saved));
+}
+
 /* cache=none: O_DIRECT with guest buffers at odd addresses and reads at
  * odd offsets go through bounce buffers; unaligned writes are refused. */
 static void test_direct_unaligned(void **state)
@@ -691,6 +726,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_is_fdatasync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_punches_holes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_zeroes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_zeroes_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_unaligned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_after_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qcow2_refused, setup, teardown),
