@@ -21,7 +21,12 @@
 # random reads at QD 32.
 #
 # Environment: BUILD (build dir, default build), BLK_BENCH_DIR (where the
-# test file goes, default /var/tmp).
+# test file goes, default /var/tmp), BLK_BENCH_FILE (an existing file or
+# block device to use instead; it is overwritten by the write workloads).
+# A virtual disk's latency varies a lot from second to second; for a
+# steadier comparison of the path's own cost, use a loop device over tmpfs:
+#   dd if=/dev/urandom of=/dev/shm/b.img bs=1M count=1024
+#   BLK_BENCH_FILE=$(losetup -f --show /dev/shm/b.img) bench/blk.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,10 +51,16 @@ if [[ ! -x $build/tests/blk_bench ]]; then
 	ninja -C "$build" tests/blk_bench >/dev/null
 fi
 
-img=$(mktemp "$dir/kvmm-blk-bench-XXXXXX.img")
-trap 'rm -f "$img"' EXIT
-# Real data everywhere: reads of holes would never reach the disk.
-dd if=/dev/urandom of="$img" bs=1M count="$size" status=none conv=fsync
+if [[ -n ${BLK_BENCH_FILE:-} ]]; then
+	img=$BLK_BENCH_FILE
+	dir=$img
+	size=$(( $(blockdev --getsize64 "$img" 2>/dev/null || stat -c %s "$img") >> 20 ))
+else
+	img=$(mktemp "$dir/kvmm-blk-bench-XXXXXX.img")
+	trap 'rm -f "$img"' EXIT
+	# Real data everywhere: reads of holes would never reach the disk.
+	dd if=/dev/urandom of="$img" bs=1M count="$size" status=none conv=fsync
+fi
 direct=$([[ $cache == none ]] && echo 1 || echo 0)
 if [[ $cache == writeback ]]; then
 	# Both sides read the page cache: fio must not drop it first (its
@@ -77,7 +88,7 @@ kvmm_run() { # rw bs qd -> "iops mbps cpu_us"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-printf 'virtio-blk device path vs host fio (io_uring), %s MiB raw file in %s, cache=%s, %ss x %s run(s)\n' \
+printf 'virtio-blk device path vs host fio (io_uring), %s MiB raw image at %s, cache=%s, %ss x %s run(s)\n' \
 	"$size" "$dir" "$cache" "$secs" "$runs"
 printf '%-22s %10s %10s %7s %9s %9s %10s %10s\n' workload 'fio IOPS' 'kvmm IOPS' kvmm/fio \
 	'fio MB/s' 'kvmm MB/s' 'fio us/op' 'kvmm us/op'
