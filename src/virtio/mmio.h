@@ -101,7 +101,9 @@ struct virtio_mmio_list {
  *			Interrupt (ResourceConsumer, Level, ActiveLow, Shared) {gsi}
  *		}) } ... }
  * for each transport (nothing if the list is empty).  Returns 0 or the
- * AML encoder's error (-ENOMEM, -EINVAL). */
+ * AML encoder's error (-ENOMEM, -EINVAL).  So the transports must exist
+ * before acpi_build() runs; a board with PCI too calls this and the PCI
+ * generator from one dsdt_extra function (acpi_config has one slot). */
 int virtio_mmio_dsdt(struct aml_buf *b, void *opaque);
 
 #endif

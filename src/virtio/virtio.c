@@ -370,8 +370,8 @@ static int dev_load(struct virtio_dev *vd, struct state_reader *r)
 		return -EINVAL;
 	if (status & ~(DRIVER_STATUS_BITS | VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 		return -EINVAL;
-	if (driver & ~host)
-		return -EINVAL;
+	/* Unoffered driver bits are a state the driver can reach (they are
+	 * refused only when it sets FEATURES_OK, checked below). */
 	if ((status & VIRTIO_STATUS_DRIVER_OK) &&
 	    !(status & VIRTIO_STATUS_FEATURES_OK))
 		return -EINVAL;

@@ -214,7 +214,8 @@ static inline bool virtio_has_feature(const struct virtio_dev *vd, unsigned bit)
 /* Save / restore the common state and the queues, then the device's
  * (ops->save / ops->load).  Load resets the device first (ops->reset,
  * generation++), checks the stream like register writes (same offered
- * features and queue count, accepted features a subset, valid status
+ * features and queue count, accepted features a subset once FEATURES_OK
+ * is set (before, the driver may have written anything), valid status
  * bits, rings that virtq_enable accepts) and returns 0, or -EINVAL (or
  * ops->load's error) with the device left reset.  It does not call
  * ops->activate: ops->load restores a running device's state itself. */

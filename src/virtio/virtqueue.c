@@ -9,7 +9,10 @@
  *   - the available index is read once per virtq_pop() and the distance
  *     to last_avail_idx must be at most `size` (a driver can never have
  *     more than `size` chains outstanding; more means a corrupted index,
- *     and trusting it would make us re-pop stale heads);
+ *     and trusting it would make us re-pop stale heads); likewise the
+ *     chains popped and not yet pushed (last_avail_idx - used_idx) never
+ *     exceed `size`, so a device cannot be made to hold more requests
+ *     than the ring has descriptors, and a saved queue always loads;
  *   - every buffer is resolved with gm_ptr(), which only succeeds when the
  *     whole [addr, addr + len) lies in one RAM region: a buffer in the MMIO
  *     hole, past the end of RAM, or straddling the hole is refused;
@@ -227,6 +230,11 @@ int virtq_pop(struct virtq *vq, struct virtq_elem *elem)
 	if (avail_idx == vq->last_avail_idx)
 		return 0;
 	if ((uint16_t)(avail_idx - vq->last_avail_idx) > vq->size)
+		return broken(vq);
+	/* Every chain in flight holds at least one descriptor of the table,
+	 * so a driver cannot have more than `size` outstanding: one more
+	 * means a head offered again before it came back. */
+	if ((uint16_t)(vq->last_avail_idx - vq->used_idx) >= vq->size)
 		return broken(vq);
 	head = vq->avail[AVAIL_RING + (vq->last_avail_idx & (vq->size - 1))];
 	if (head >= vq->size)

@@ -99,7 +99,8 @@ void virtq_reset(struct virtq *vq);
 
 /* Take the next available chain into *elem.  Returns 1 when one was taken,
  * 0 when the ring is empty (or the queue not ready / broken), -EIO when
- * the driver broke the rules (avail index more than `size` ahead, head
+ * the driver broke the rules (avail index more than `size` ahead, a
+ * chain offered while `size` are already popped and not pushed, head
  * index >= size, a buffer not wholly inside one RAM region, a loop, more
  * than `size` buffers, INDIRECT without the feature / with NEXT / nested,
  * an indirect table of zero or non-multiple-of-16 length, readable after

@@ -13,24 +13,28 @@
  *   u8  config: bits 0-2 log2 of the queue size (1..128), bit 3 EVENT_IDX,
  *       bit 4 INDIRECT_DESC
  *   3 x address (below): descriptor table, available ring, used ring
- *   then up to 512 operations, each an opcode byte (mod 10) and operands:
+ *   then up to 512 operations, each an opcode byte (mod 11) and operands:
  *     0 write bytes      addr, u8 n, n bytes
  *     1 descriptor       u8 where (0: the queue's table, else an addr),
  *                        u16 index, addr, u32 len, u16 flags, u16 next
  *     2 offer            u16 head, u8 step (avail idx += step; a jump)
  *     3 pop + push       u32 written (bytes the "device" claims to write)
- *     4 pop + unpop
+ *     4 pop, read the readable bytes, unpop
  *     5 should_notify
  *     6 notify disable, 7 notify enable
  *     8 re-enable (what a device reset + driver setup does)
  *     9 flags / events   u8 which, u16 value (avail flags, used_event)
+ *    10 pop and hold     the chain stays in flight (up to 8 held; the
+ *                        oldest is pushed to make room), as a device with
+ *                        slow requests does
  *   address: u8 sel (mod 4): 0 LOW + u16, 1 HIGH + u16, 2 hole start -
  *            u16 (near the edge), 3 a raw u64
  * Checks beyond the sanitizers: every popped segment is inside RAM and is
  * exactly what gm_ptr() gives for its address; counts and totals add up;
  * no more than `size` segments; a refused chain breaks the queue for good;
  * every gm_note_write() range is RAM and the buffer bytes reported equal
- * min(written, writable bytes); save -> load -> save is byte-identical.
+ * min(written, writable bytes); never more than `size` chains in flight;
+ * save -> load -> save is byte-identical, also with chains in flight.
  */
 #include <errno.h>
 #include <string.h>
@@ -49,6 +53,8 @@
 static uint8_t low_ram[LOW_SIZE] __attribute__((aligned(4096)));
 static uint8_t high_ram[HIGH_SIZE] __attribute__((aligned(4096)));
 static struct virtq_elem elem;
+#define MAX_HELD 8
+static struct virtq_elem held[MAX_HELD];
 static uint64_t noted; /* bytes reported through gm_note_write */
 
 static void note_write(void *opaque, uint64_t gpa, uint64_t len)
@@ -132,6 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint16_t avail_idx = 0;
 	const uint8_t *p;
 	int ops = 0, r;
+	unsigned nheld = 0;
 
 	memset(low_ram, 0, sizeof(low_ram));
 	memset(high_ram, 0, sizeof(high_ram));
@@ -152,7 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (in.n && ops++ < MAX_OPS) {
 		bool was_broken = vq.broken;
 
-		switch (fz_u8(&in) % 10) {
+		switch (fz_u8(&in) % 11) {
 		case 0: {
 			uint64_t a = fz_addr(&in);
 			size_t n = fz_take(&in, fz_u8(&in), &p);
@@ -216,7 +223,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 4:
 			r = virtq_pop(&vq, &elem);
 			if (r == 1) {
+				uint8_t chunk[512];
+				size_t got, total = 0;
+
 				check_elem(&vq, &gm);
+				/* Read the readable bytes in odd-sized steps. */
+				while ((got = virtq_elem_read(&elem, total, chunk,
+							      sizeof(chunk) - 7)))
+					total += got;
+				if (total != elem.out_len)
+					fuzz_fail("read %zu readable bytes of %u",
+						  total, elem.out_len);
 				virtq_unpop(&vq);
 			}
 			break;
@@ -235,6 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (virtq_enable(&vq, &gm, event_idx, indirect))
 				fuzz_fail("re-enable of a good layout failed");
 			was_broken = false;
+			nheld = 0; /* a reset device forgets its requests */
 			break;
 		case 9: {
 			uint8_t which = fz_u8(&in);
@@ -244,7 +262,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)gm_write(&gm, a, &v, 2);
 			break;
 		}
+		case 10:
+			r = virtq_pop(&vq, &elem);
+			if (r != 1)
+				break;
+			check_elem(&vq, &gm);
+			if (nheld == MAX_HELD) {
+				noted = 0;
+				virtq_push(&vq, &held[0], 0);
+				if (noted != 10)
+					fuzz_fail("pushing a held chain reported %llu bytes",
+						  (unsigned long long)noted);
+				memmove(&held[0], &held[1],
+					(MAX_HELD - 1) * sizeof(held[0]));
+				nheld--;
+			}
+			held[nheld++] = elem;
+			break;
 		}
+		if ((uint16_t)(vq.last_avail_idx - vq.used_idx) > vq.size)
+			fuzz_fail("%u chains in flight in a queue of %u",
+				  (uint16_t)(vq.last_avail_idx - vq.used_idx), vq.size);
 		if (was_broken && !vq.broken)
 			fuzz_fail("a broken queue recovered without reset");
 		if (vq.broken && virtq_pop(&vq, &elem) != 0)

@@ -312,8 +312,8 @@ def vq_pop_push(written):
     return struct.pack('<BI', 3, written)
 
 
-VQ_POP_UNPOP, VQ_NOTIFY, VQ_DISABLE, VQ_ENABLE, VQ_REENABLE = (
-    b'\x04', b'\x05', b'\x06', b'\x07', b'\x08')
+VQ_POP_UNPOP, VQ_NOTIFY, VQ_DISABLE, VQ_ENABLE, VQ_REENABLE, VQ_HOLD = (
+    b'\x04', b'\x05', b'\x06', b'\x07', b'\x08', b'\x0a')
 
 
 def vq_event(which, value):
@@ -363,6 +363,9 @@ def virtqueue_seeds():
             vq_offer(0), vq_pop_push(0)], indirect=True),
         'huge': vq_seed(1, [vq_desc(0, vq_low(0), 0xffffffff, VQ_WRITE),
                             vq_offer(0), vq_pop_push(0xffffffff)]),
+        'in-flight-full': vq_seed(2, two + [vq_offer(0), VQ_HOLD] * 5),
+        'in-flight-rolling': vq_seed(4, two + [vq_offer(0), VQ_HOLD] * 12 +
+                                     [vq_offer(0), vq_pop_push(64)]),
     }
 
 

@@ -53,7 +53,9 @@ for t in "${targets[@]}"; do
 	cp -n tests/fuzz/corpus-regress/"$t"/* "$build/corpus/$t/" 2>/dev/null || true
 done
 for g in build/tests/guests/*.elf build/tests/guests/*.bzImage; do
-	[[ -f $g ]] && cp -n "$g" "$build/corpus/fuzz_boot_load/guest-$(basename "$g")" || true
+	# Only when fuzz_boot_load is among the targets (its corpus exists).
+	[[ -f $g && -d $build/corpus/fuzz_boot_load ]] &&
+		cp -n "$g" "$build/corpus/fuzz_boot_load/guest-$(basename "$g")" || true
 done
 
 if [[ $coverage == 1 ]]; then

@@ -12,7 +12,12 @@
  *   - an instruction crossing a page boundary and one past the CS limit go
  *     through emu_step() with the architectural result (#GP for the limit);
  *   - two vCPUs (two caches) over one code map both see a write;
- *   - the code map's page index over RAM above 4 GiB and hostile lengths.
+ *   - the code map's page index over RAM above 4 GiB and hostile lengths;
+ *   - in 64-bit mode (identity-mapped 2 MiB pages; the threaded runner): a
+ *     loop, self-modifying code, and RFLAGS exact at a fault and at the
+ *     end of a block whatever the flag-liveness pass dropped, and a
+ *     chained jump that follows its target to a new mapping; the address
+ *     forms with handlers of their own (GS:[disp], base + index, RIP).
  * Finally a tight loop is timed with and without the cache (printed, not
  * checked: the numbers go into the report).
  */
@@ -29,6 +34,7 @@
 #include "accel/emu/blocks.h"
 #include "accel/emu/cpu.h"
 #include "accel/emu/emu.h"
+#include "accel/emu/mmu.h"
 #include "core/memory.h"
 
 #define RAM (16ull << 20)
@@ -70,6 +76,31 @@ static int setup(void **state)
 	assert_int_equal(emu_blocks_create(f.map, &f.cpu.blocks), 0);
 	f.cpu.gpr[EMU_RSP] = 0x8000;
 	*state = &f;
+	return 0;
+}
+
+/* 64-bit mode over identity-mapped 2 MiB pages, the last one of the
+ * 16 MiB not present. */
+#define PT_BASE 0x100000ull
+#define UNMAPPED (RAM - (2ull << 20))
+
+static int setup64(void **state)
+{
+	struct fixture *f;
+	uint64_t *pml4, *pdpt, *pd;
+
+	setup(state);
+	f = *state;
+	pml4 = gm_ptr(&f->mem, PT_BASE, 4096);
+	pdpt = gm_ptr(&f->mem, PT_BASE + 0x1000, 4096);
+	pd = gm_ptr(&f->mem, PT_BASE + 0x2000, 4096);
+	pml4[0] = (PT_BASE + 0x1000) | 3;
+	pdpt[0] = (PT_BASE + 0x2000) | 3;
+	for (uint64_t i = 0; i < UNMAPPED >> 21; i++)
+		pd[i] = (i << 21) | 0x83; /* P, RW, PS */
+	emu_cpu_set_long_mode(&f->cpu, 0);
+	f->cpu.cr3 = PT_BASE;
+	f->cpu.gpr[EMU_RSP] = 0x8000;
 	return 0;
 }
 
@@ -331,6 +362,175 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* mov ecx, N; L: add eax, 1; dec ecx; jnz L; jmp $ -- 64-bit encoding. */
+static void test_long_loop(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t code[] = {
+		0xb9, 0x10, 0x27, 0x00, 0x00, /* 0: mov ecx, 10000 */
+		0x83, 0xc0, 0x01,             /* 5: add eax, 1 */
+		0xff, 0xc9,                   /* 8: dec ecx */
+		0x75, 0xf9,                   /* a: jnz 5 */
+		0xeb, 0xfe,                   /* c: jmp $ */
+	};
+	const struct emu_block *b;
+
+	put(f, 0x1000, code, sizeof(code));
+	f->cpu.rip = 0x1000;
+	assert_int_equal(run_to(&f->cpu, 0x100c, 100000), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 10000);
+	assert_int_equal(f->cpu.gpr[EMU_RCX], 0);
+	b = emu_blocks_find(f->cpu.blocks, &f->cpu, 0x1005);
+	assert_non_null(b);
+	assert_int_equal(b->n, 3);
+	/* Entered from itself through its link, but for one lookup per
+	 * run_to() batch of 100 instructions. */
+	assert_true(f->cpu.blocks->stats.linked >= 9000);
+	assert_true(f->cpu.stats.insns >= 1 + 3 * 10000);
+	assert_true(f->cpu.stats.insns <= 1 + 3 * 10000 + 100);
+	/* The last DEC set ZF, the ADD before it was dropped. */
+	assert_true(emu_flags_get(&f->cpu) & EMU_FL_ZF);
+}
+
+/* A RIP-relative store into the running block's next instruction. */
+static void test_long_self_modifying(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t code[] = {
+		0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x05, /* 4000: mov byte [rip + 1], 5 */
+		0xb8, 0x01, 0x00, 0x00, 0x00,             /* 4007: mov eax, 1 */
+		0xeb, 0xfe,                               /* 400c: jmp $ */
+	};
+	uint64_t smc = f->cpu.blocks->stats.smc_exits;
+
+	put(f, 0x4000, code, sizeof(code));
+	f->cpu.rip = 0x4000;
+	assert_int_equal(run_to(&f->cpu, 0x400c, 10), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 5);
+	assert_true(f->cpu.blocks->stats.smc_exits > smc);
+}
+
+/* Flags whose producer the liveness pass would drop if nothing could look
+ * at them: a faulting load sees the CMP's flags, a block's end sees the
+ * last writer's, and a rotate's CF feeds ADC. */
+static void test_long_flags_liveness(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t fault[] = {
+		0x48, 0x39, 0xd8,             /* 5000: cmp rax, rbx */
+		0x48, 0x8b, 0x0a,             /* 5003: mov rcx, [rdx] (#PF) */
+		0x31, 0xc0,                   /* 5006: xor eax, eax */
+		0xeb, 0xfe,                   /* 5008: jmp $ */
+	};
+	static const uint8_t chain[] = {
+		0x48, 0x01, 0xd8,             /* 6000: add rax, rbx */
+		0xc1, 0xc0, 0x01,             /* 6003: rol eax, 1 */
+		0x48, 0x83, 0xd1, 0x00,       /* 6006: adc rcx, 0 */
+		0x83, 0xc2, 0x01,             /* 600a: add edx, 1 */
+		0x83, 0xc2, 0x01,             /* 600d: add edx, 1 */
+		0x83, 0xfa, 0x05,             /* 6010: cmp edx, 5 */
+		0xeb, 0xfe,                   /* 6013: jmp $ */
+	};
+	unsigned ran;
+	uint64_t fl;
+
+	put(f, 0x5000, fault, sizeof(fault));
+	f->cpu.rip = 0x5000;
+	f->cpu.gpr[EMU_RAX] = 1;
+	f->cpu.gpr[EMU_RBX] = 2;
+	f->cpu.gpr[EMU_RDX] = UNMAPPED + 8;
+	assert_int_equal(emu_run_blocks(&f->cpu, 10, &ran),
+			 EMU_EXC(EMU_VEC_PF));
+	assert_int_equal(f->cpu.rip, 0x5003);
+	assert_int_equal(ran, 1);
+	fl = emu_flags_get(&f->cpu);
+	assert_true(fl & EMU_FL_CF);  /* 1 - 2 borrows */
+	assert_true(fl & EMU_FL_SF);
+	assert_false(fl & EMU_FL_ZF);
+
+	put(f, 0x6000, chain, sizeof(chain));
+	f->cpu.rip = 0x6000;
+	f->cpu.gpr[EMU_RAX] = 0x80000000u;
+	f->cpu.gpr[EMU_RBX] = 0;
+	f->cpu.gpr[EMU_RCX] = 10;
+	f->cpu.gpr[EMU_RDX] = 3;
+	assert_int_equal(run_to(&f->cpu, 0x6013, 20), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 1);  /* rol moved bit 31 to 0 */
+	assert_int_equal(f->cpu.gpr[EMU_RCX], 11); /* ... and into CF */
+	assert_int_equal(f->cpu.gpr[EMU_RDX], 5);
+	fl = emu_flags_get(&f->cpu);
+	assert_true(fl & EMU_FL_ZF);                /* cmp edx, 5 */
+	assert_false(fl & EMU_FL_CF);
+}
+
+/* FS:/GS:[disp], [base + index * scale + disp] and [rip + disp]: each has
+ * handlers of its own (exec_fast.c, TH_MEM). */
+static void test_long_address_kinds(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t code[] = {
+		0x65, 0x48, 0x8b, 0x04, 0x25, 0x10, 0x00, 0x00, 0x00, /* 7000: mov rax, gs:[0x10] */
+		0x65, 0x48, 0x83, 0x04, 0x25, 0x18, 0x00, 0x00, 0x00, 0x05, /* add qword gs:[0x18], 5 */
+		0x48, 0x8b, 0x4c, 0xde, 0x08,             /* mov rcx, [rsi + rbx*8 + 8] */
+		0x48, 0x03, 0x15, 0xf1, 0x0f, 0x00, 0x00, /* 7018: add rdx, [rip + 0xff1] (0x8010) */
+		0xeb, 0xfe,                               /* 701f: jmp $ */
+	};
+	uint64_t v = 0x1122334455667788ull, w = 40, x = 0xabcdef, y = 7, z;
+
+	put(f, 0x7000, code, sizeof(code));
+	put(f, 0x9010, &v, 8);
+	put(f, 0xa000 + 3 * 8 + 8, &x, 8);
+	put(f, 0x8010, &y, 8);
+	f->cpu.seg[EMU_SEG_GS].base = 0x9000;
+	f->cpu.gpr[EMU_RSI] = 0xa000;
+	f->cpu.gpr[EMU_RBX] = 3;
+	/* Twice: the first run fills the TLB through the generic path. */
+	for (int i = 0; i < 2; i++) {
+		put(f, 0x9018, &w, 8);
+		f->cpu.gpr[EMU_RAX] = f->cpu.gpr[EMU_RCX] = 0;
+		f->cpu.gpr[EMU_RDX] = 100;
+		f->cpu.rip = 0x7000;
+		assert_int_equal(run_to(&f->cpu, 0x701f, 10), 0);
+		assert_int_equal(f->cpu.gpr[EMU_RAX], v);
+		memcpy(&z, gm_ptr(&f->mem, 0x9018, 8), 8);
+		assert_int_equal(z, 45);
+		assert_int_equal(f->cpu.gpr[EMU_RCX], x);
+		assert_int_equal(f->cpu.gpr[EMU_RDX], 107);
+	}
+}
+
+/* A chained jump must follow a new translation of its target: the link
+ * from the block at 0x1000 to the one at 0x400000 dies when that 2 MiB
+ * page is mapped elsewhere (the load refills the TLB entry first, so the
+ * link sees the new page there, not just an empty slot). */
+static void test_long_link_remap(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t jump[] = {
+		0x8b, 0x0c, 0x25, 0x00, 0x00, 0x40, 0x00, /* 1000: mov ecx, [0x400000] */
+		0xe9, 0xf4, 0xef, 0x3f, 0x00,             /* 1007: jmp 0x400000 */
+	};
+	uint8_t one[] = { 0xb8, 0x01, 0x00, 0x00, 0x00, 0xeb, 0xfe }; /* mov eax, 1; jmp $ */
+	uint64_t *pd = gm_ptr(&f->mem, PT_BASE + 0x2000, 4096);
+
+	put(f, 0x1000, jump, sizeof(jump));
+	put(f, 0x400000, one, sizeof(one));
+	one[1] = 2;
+	put(f, 0x600000, one, sizeof(one));
+	for (int i = 0; i < 2; i++) {
+		f->cpu.rip = 0x1000;
+		f->cpu.gpr[EMU_RAX] = 0;
+		assert_int_equal(run_to(&f->cpu, 0x400005, 100), 0);
+		assert_int_equal(f->cpu.gpr[EMU_RAX], 1);
+	}
+	assert_true(f->cpu.blocks->stats.linked > 0);
+	pd[2] = 0x600000 | 0x83;
+	emu_tlb_flush(&f->cpu, true);
+	f->cpu.rip = 0x1000;
+	assert_int_equal(run_to(&f->cpu, 0x400005, 100), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 2);
+}
+
 /* Instructions per second on the loop, with and without the cache. */
 static void test_speed(void **state)
 {
@@ -376,6 +576,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cs_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_caches, setup, teardown),
 		cmocka_unit_test(test_code_map_regions),
+		cmocka_unit_test_setup_teardown(test_long_loop, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_self_modifying, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_flags_liveness, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_link_remap, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_address_kinds, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
 	};
 

@@ -134,10 +134,11 @@ static void expect_refused(struct fix *f)
 	assert_true(f->vq.broken);
 	/* A broken queue gives nothing more, and takes nothing back. */
 	assert_int_equal(virtq_pop(&f->vq, &f->elem), 0);
+	uint16_t used = get_u16(f, USED_GPA + 2);
 	f->nr_notes = 0;
 	virtq_push(&f->vq, &f->elem, 0);
 	assert_int_equal(f->nr_notes, 0);
-	assert_int_equal(get_u16(f, USED_GPA + 2), 0);
+	assert_int_equal(get_u16(f, USED_GPA + 2), used);
 	assert_false(virtq_should_notify(&f->vq));
 }
 
@@ -631,6 +632,26 @@ static void test_avail_idx_jump(void **state)
 	expect_refused(f);
 }
 
+static void test_too_many_in_flight(void **state)
+{
+	struct fix *f = *state;
+
+	enable(f, false, false);
+	put_desc(f, 0, BUF_GPA, 1, 0, 0);
+	/* `size` chains popped, none returned: all descriptors are busy. */
+	for (int i = 0; i < QSIZE; i++)
+		offer(f, 0);
+	for (int i = 0; i < QSIZE; i++)
+		assert_int_equal(virtq_pop(&f->vq, &f->elem), 1);
+	/* Returning one makes room for one. */
+	virtq_push(&f->vq, &f->elem, 0);
+	offer(f, 0);
+	assert_int_equal(virtq_pop(&f->vq, &f->elem), 1);
+	/* A head offered again while `size` are still out: refused. */
+	offer(f, 0);
+	expect_refused(f);
+}
+
 static void test_wraparound(void **state)
 {
 	struct fix *f = *state;
@@ -860,6 +881,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_indirect, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hostile_chains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_avail_idx_jump, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_many_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wraparound, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unpop, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_interrupt_flag, setup, teardown),

@@ -494,14 +494,16 @@ static void emu_stop(void *state)
 			const struct emu_blocks_stats *b = &c->blocks->stats;
 
 			log_debug("vCPU %d: %llu instructions, %llu exceptions "
-				  "(%llu #UD); blocks: %llu built, %llu hits, "
-				  "%llu stale, %llu SMC exits, %llu flushes, "
+				  "(%llu #UD); blocks: %llu built, %llu hits "
+				  "(%llu chained, %llu linked), %llu stale, %llu SMC exits, %llu flushes, "
 				  "%llu single steps", i,
 				  (unsigned long long)c->stats.insns,
 				  (unsigned long long)c->stats.exceptions,
 				  (unsigned long long)c->stats.ud,
 				  (unsigned long long)b->builds,
 				  (unsigned long long)b->hits,
+				  (unsigned long long)b->chained,
+				  (unsigned long long)b->linked,
 				  (unsigned long long)b->stale,
 				  (unsigned long long)b->smc_exits,
 				  (unsigned long long)b->flushes,

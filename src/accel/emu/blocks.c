@@ -46,6 +46,18 @@
  * generation exactly as a hash hit does.  Links die with the arena: a
  * lookup whose build flushed the cache does not write into `prev`.
  *
+ * DIRECT CHAINING (64-bit mode).  The handler of a block's last
+ * instruction (a branch, or the end slot) leaves through emu_t_chain(),
+ * which tail-calls the next block's first handler when the block's
+ * link[] for the target is valid: the link remembers the TLB slot that
+ * translated the target and what it held, and the target block must
+ * still match its page generation.  Nothing that changes the mode, CPL,
+ * paging or IF runs inside a chain (system instructions end a block and
+ * the run), so the TLB entry is all the translation check needed; the
+ * chain stops when cpu->run_budget runs out, so interrupts are still
+ * seen every EMU_RUN_BUDGET instructions.  Links are made by the run
+ * loop after an ordinary lookup and die with the arena like succ[].
+ *
  * INVALIDATION.  The VM-wide code map has, per RAM page, a "holds code"
  * byte and a 32-bit write generation.  Building a block sets the byte and
  * records the generation; a write to a page whose byte is set (the vCPU's
@@ -213,6 +225,7 @@ void emu_blocks_destroy(struct emu_blocks *b)
 void emu_blocks_flush(struct emu_blocks *b)
 {
 	memset(b->hash, 0, sizeof(b->hash));
+	memset(b->jc, 0, sizeof(b->jc));
 	b->used = 0;
 	b->stats.flushes++;
 }
@@ -321,12 +334,89 @@ static bool canonical(uint64_t lin)
 
 /* ---- threaded handlers (64-bit blocks) -------------------------------- */
 
-/* The end slot: every instruction of the block retired. */
+/* The end slot: every instruction of the block retired; t_end_sys after
+ * a system instruction, which ends the run too. */
 static int t_end(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	return emu_t_chain(cpu, s - 1, rip);
+}
+
+static int t_end_sys(struct emu_cpu *cpu, const struct emu_slot *s,
+		     uint64_t rip)
 {
 	cpu->rip = rip;
 	cpu->run_left = s;
 	return 0;
+}
+
+static unsigned jc_index(uint64_t rip)
+{
+	return (unsigned)(rip ^ (rip >> 12)) & (EMU_BLOCKS_JC - 1);
+}
+
+/* The valid 64-bit block the jump cache holds for linear `rip`, or NULL:
+ * the TLB must still translate `rip` to its page, with `xneed`. */
+static struct emu_block *jc_find(struct emu_cpu *cpu, struct emu_blocks *bc,
+				 uint64_t rip, unsigned xneed)
+{
+	const struct emu_jc *j = &bc->jc[jc_index(rip)];
+	struct emu_block *b = j->b;
+	const struct emu_tlb_entry *e = &cpu->tlb.e[emu_tlb_index(rip)];
+
+	if (j->rip != rip || !b || e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull) || !(e->perm & xneed) ||
+	    atomic_load_explicit(&bc->map->gen[b->page],
+				 memory_order_acquire) != b->gen)
+		return NULL;
+	return b;
+}
+
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b);
+
+int emu_t_chain_jc(struct emu_cpu *cpu, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+
+	if (cpu->run_budget <= b->n)
+		return 0;
+	nb = jc_find(cpu, cpu->blocks, rip, cpu->run_xneed);
+	if (!nb)
+		return 0;
+	link_blocks(cpu, b, nb);
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	cpu->run_links++;
+	cpu->run_block = nb;
+	cpu->run_gen = &cpu->blocks->map->gen[nb->page];
+	cpu->run_gen_want = nb->gen;
+	return nb->slot[0].h(cpu, nb->slot, rip);
+}
+
+/* Remember in `prev` (a 64-bit block whose last instruction retired) that
+ * it led to `b` at CS:RIP, for emu_t_chain(). */
+static void link_blocks(struct emu_cpu *cpu, struct emu_block *prev,
+			struct emu_block *b)
+{
+	uint64_t rip = cpu->rip;
+	unsigned i = emu_tlb_index(rip);
+	const struct emu_tlb_entry *e = &cpu->tlb.e[i];
+	struct emu_link *l;
+
+	if (b->mode != EMU_MODE_LONG64 ||
+	    e->tag != ((rip & ~0xfffull) | 1) ||
+	    e->gpa != (b->gpa & ~0xfffull))
+		return;
+	l = prev->link[0].rip == rip ? &prev->link[0] :
+	    prev->link[1].rip == rip ? &prev->link[1] :
+	    &prev->link[prev->link_next ^= 1];
+	l->rip = rip;
+	l->b = b;
+	l->tag = e->tag;
+	l->page = e->gpa;
+	l->gen = &cpu->code->gen[b->page];
+	l->want = b->gen;
+	l->tlb_index = i;
 }
 
 /* An op without a handler: emu_execute() raises (and counts) the #UD. */
@@ -387,12 +477,24 @@ int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
 		  const struct emu_insn *in)
 {
 	static const _Atomic uint32_t gen0;
-	struct emu_slot s[2] = { { .h = h, .in = *in }, { .h = t_end } };
+	struct emu_block *b = calloc(1, sizeof(*b) + 2 * sizeof(b->slot[0]));
+	int r;
 
+	if (!b)
+		return -ENOMEM;
+	b->n = 1;
+	b->system_end = true;
+	b->slot[0].h = h;
+	b->slot[0].in = *in;
+	b->slot[1].h = t_end_sys;
 	emu_tlb_check(cpu);
 	cpu->run_gen = &gen0;
 	cpu->run_gen_want = 0;
-	return h(cpu, s, cpu->rip);
+	cpu->run_block = b;
+	r = h(cpu, b->slot, cpu->rip);
+	cpu->run_block = NULL;
+	free(b);
+	return r;
 }
 
 /* Decode a block at gpa (CS:RIP's physical address) into the arena. */
@@ -400,13 +502,14 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			       uint64_t gpa, unsigned stack)
 {
 	struct emu_insn tmp[EMU_BLOCK_MAX_INSNS];
+	bool dead[EMU_BLOCK_MAX_INSNS];
 	struct emu_code_map *m = bc->map;
 	const uint8_t *host;
 	struct emu_block *b;
 	uint64_t avail, pos = 0;
 	int64_t page;
 	uint32_t gen;
-	unsigned n = 0;
+	unsigned n = 0, live;
 	size_t size;
 
 	page = emu_code_page(m, gpa);
@@ -449,9 +552,19 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	b->hits = 0;
 	b->succ[0] = b->succ[1] = NULL;
 	b->succ_next = 0;
+	memset(b->link, 0, sizeof(b->link));
+	b->link_next = 0;
 	b->system_end = insn_end(&tmp[n - 1]) == END_SYSTEM;
+	live = EMU_FL_STATUS; /* FLAG LIVENESS in blocks.h */
+	for (unsigned i = n; i-- > 0;) {
+		unsigned reads, kill, touch;
+
+		emu_flags_effect(&tmp[i], &reads, &kill, &touch);
+		dead[i] = touch && !(touch & live);
+		live = (live & ~kill) | reads;
+	}
 	for (unsigned i = 0; i < n; i++) {
-		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode);
+		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode, dead[i]);
 
 		b->slot[i].in = tmp[i];
 		if (!f)
@@ -462,7 +575,7 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 		b->slot[i].h = f;
 	}
 	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
-	b->slot[n].h = t_end;
+	b->slot[n].h = b->system_end ? t_end_sys : t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];
 	bc->hash[hash_of(gpa, cpu->mode)] = b;
 	bc->stats.builds++;
@@ -485,6 +598,14 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 		lin = cpu->rip;
 		if (!canonical(lin))
 			return NULL;
+		emu_tlb_check(cpu);
+		b = jc_find(cpu, bc, lin,
+			    emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3));
+		if (b) {
+			b->hits++;
+			bc->stats.hits++;
+			goto link;
+		}
 	} else {
 		if (cpu->rip > cs->limit)
 			return NULL;
@@ -528,6 +649,10 @@ static struct emu_block *lookup(struct emu_cpu *cpu, struct emu_blocks *bc,
 	if (!b || bc->stats.flushes != flushes)
 		return b; /* a flush dropped `prev` with everything else */
 link:
+	if (mode == EMU_MODE_LONG64) {
+		bc->jc[jc_index(lin)].rip = lin;
+		bc->jc[jc_index(lin)].b = b;
+	}
 	if (prev) {
 		prev->succ[prev->succ_next] = b;
 		prev->succ_next ^= 1;
@@ -613,12 +738,14 @@ static int run_block_legacy(struct emu_cpu *cpu, struct emu_blocks *bc,
  * the first instruction, and cpu->stats.insns is added once on the way
  * out. */
 static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
-		     const struct emu_block *b, unsigned *done, bool *stop)
+		     struct emu_block *b, unsigned budget, unsigned *done,
+		     bool *stop)
 {
 	const struct emu_slot *first = b->slot;
-	unsigned cnt = 0;
+	unsigned cnt, off;
 	int r;
 
+	cpu->run_block = b;
 	if (cpu->mode != EMU_MODE_LONG64)
 		return run_block_legacy(cpu, bc, b, done, stop);
 	emu_tlb_check(cpu);
@@ -644,13 +771,23 @@ static int run_block(struct emu_cpu *cpu, struct emu_blocks *bc,
 		first++;
 		if (first == &b->slot[b->n]) {
 			*stop = b->system_end;
+			cpu->run_left = first;
 			return 0;
 		}
 	}
+	off = (unsigned)(first - b->slot);
+	cpu->run_budget = budget;
+	cpu->run_chained = 0;
+	cpu->run_links = 0;
+	cpu->run_xneed = emu_tlb_need(EMU_ACC_EXEC, cpu->cpl == 3);
 	r = first->h(cpu, first, cpu->rip);
-	cnt = (unsigned)((const struct emu_slot *)cpu->run_left - first);
+	b = cpu->run_block; /* the last of the chain */
+	cnt = cpu->run_chained - off +
+	      (unsigned)((const struct emu_slot *)cpu->run_left - b->slot);
 	cpu->stats.insns += cnt;
 	*done += cnt;
+	bc->stats.hits += cpu->run_links;
+	bc->stats.linked += cpu->run_links;
 	/* After the last instruction, whether it branched or not. */
 	if (r == 0 && cpu->run_left == &b->slot[b->n] && b->system_end)
 		*stop = true;
@@ -662,15 +799,21 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 	struct emu_blocks *bc = cpu->blocks;
 	struct emu_block *prev = NULL;
 	unsigned done = 0;
-	bool stop = false;
+	bool stop = false, led = false;
 	int r = 0;
 
 	while (done < budget && !stop && !cpu->halted) {
 		struct emu_block *b = NULL;
 
-		if (bc && !bc->disabled)
+		if (bc && !bc->disabled) {
+			uint64_t flushes = bc->stats.flushes;
+
 			b = lookup(cpu, bc, prev);
-		prev = b;
+			if (bc->stats.flushes != flushes)
+				prev = NULL; /* dropped with the arena */
+		}
+		if (b && prev && led)
+			link_blocks(cpu, prev, b);
 		if (!b) {
 			if (bc)
 				bc->stats.steps++;
@@ -680,7 +823,12 @@ int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran)
 			/* Unknown instruction: back to the vCPU loop. */
 			stop = true;
 		} else {
-			r = run_block(cpu, bc, b, &done, &stop);
+			r = run_block(cpu, bc, b, budget - done, &done, &stop);
+			/* The last block run (chains end elsewhere) and
+			 * whether its last instruction led here. */
+			prev = cpu->run_block;
+			led = prev->mode == EMU_MODE_LONG64 &&
+			      cpu->run_left == &prev->slot[prev->n];
 		}
 		if (r)
 			break;

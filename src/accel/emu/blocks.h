@@ -138,8 +138,25 @@ int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
 
 /* exec_fast.c: a specialised threaded handler for `in` decoded in
  * `mode` (enum emu_mode; only 64-bit mode has them), or NULL when
- * emu_t_generic() must run it. */
-emu_thandler emu_fast_handler(const struct emu_insn *in, int mode);
+ * emu_t_generic() must run it.  `nf`: the instruction's flags are dead
+ * (see emu_flags_effect()), a handler that does not record them will do. */
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf);
+
+/*
+ * FLAG LIVENESS.  Most flag results are overwritten before anything reads
+ * them, so a block is scanned backwards when built: an instruction whose
+ * flags are all overwritten later in the block, with no reader and no
+ * instruction that may fault in between, gets a handler that skips the
+ * lazy-flag record.  Flags are live at the block's end and before any
+ * instruction that may fault (an exception handler sees RFLAGS), and a
+ * block is only left early after such an instruction or a branch, so
+ * RFLAGS is exact wherever anyone can look at it.  The status flags
+ * (EMU_FL_STATUS bits) that `in` reads (*reads: all for an instruction
+ * that may fault or that kvmm does not classify), always sets whatever
+ * its operands (*kill), and may set (*touch).
+ */
+void emu_flags_effect(const struct emu_insn *in, unsigned *reads,
+		      unsigned *kill, unsigned *touch);
 
 /* Run `in` alone at CS:RIP through threaded handler `h` (tests: the
  * specialised handlers against emu_step()).  Returns as emu_execute(),
@@ -162,6 +179,18 @@ struct emu_block {
 	 * is still checked against the translated CS:RIP, the decoding key
 	 * and its page's generation, so a stale link only costs a lookup. */
 	struct emu_block *succ[2];
+	/* 64-bit blocks: the blocks its last instruction led to, entered
+	 * straight from emu_t_chain() while the TLB entry that translated
+	 * `rip` still holds the same page (DIRECT CHAINING in blocks.c). */
+	struct emu_link {
+		uint64_t rip;            /* linear target */
+		struct emu_block *b;
+		uint64_t tag, page;      /* the TLB entry then: tag, gpa */
+		const _Atomic uint32_t *gen; /* b's page generation word */
+		uint32_t want;           /* ... and b->gen */
+		unsigned tlb_index;
+	} link[2];
+	uint8_t link_next;         /* link[] slot the next miss replaces */
 	/* n instructions and the end slot.  In 64-bit mode each handler was
 	 * chosen when the block was built (a specialised one from
 	 * exec_fast.c for the hottest register/immediate/memory forms, else
@@ -177,13 +206,22 @@ struct emu_blocks_stats {
 	uint64_t flushes;   /* whole cache dropped (arena full) */
 	uint64_t steps;     /* instructions run through emu_step() instead */
 	uint64_t chained;   /* found through the previous block's succ[] */
+	uint64_t linked;    /* entered straight from the previous one's link[] */
 };
 
 #define EMU_BLOCKS_HASH 32768u
+/* Entries of the jump cache (DIRECT CHAINING in blocks.c). */
+#define EMU_BLOCKS_JC 4096u
 
 struct emu_blocks {
 	struct emu_code_map *map;
 	struct emu_block *hash[EMU_BLOCKS_HASH];
+	/* 64-bit blocks by linear RIP, checked against the TLB like links:
+	 * where chaining and the run loop look before the hash table. */
+	struct emu_jc {
+		uint64_t rip;
+		struct emu_block *b;
+	} jc[EMU_BLOCKS_JC];
 	uint8_t *arena;
 	size_t arena_size, used;
 	bool disabled;              /* run everything through emu_step() */
@@ -214,5 +252,43 @@ const struct emu_block *emu_blocks_find(struct emu_blocks *b,
  * it.
  */
 int emu_run_blocks(struct emu_cpu *cpu, unsigned budget, unsigned *ran);
+
+/* emu_t_chain() when the links do not lead to `rip`: through the jump
+ * cache, linking the block found; 0 (back to the run loop) if none. */
+int emu_t_chain_jc(struct emu_cpu *cpu, uint64_t rip);
+
+/* Leave the block after `s`, its last instruction, retired with RIP =
+ * rip (a branch, or the fall-through), going straight on to the next
+ * block when the block's link for `rip` is still valid (DIRECT CHAINING
+ * in blocks.c).  Inline, so that each kind of exit jumps to the next
+ * block from its own site, which the branch predictor tells apart. */
+static inline __attribute__((always_inline)) int
+emu_t_chain(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip)
+{
+	struct emu_block *b = cpu->run_block, *nb;
+	const struct emu_link *l = &b->link[0];
+	const struct emu_tlb_entry *e;
+
+	cpu->rip = rip;
+	cpu->run_left = s + 1;
+	if (l->rip != rip) {
+		l = &b->link[1];
+		if (l->rip != rip)
+			return emu_t_chain_jc(cpu, rip);
+	}
+	nb = l->b;
+	e = &cpu->tlb.e[l->tlb_index];
+	if (!nb || cpu->run_budget <= b->n || e->tag != l->tag ||
+	    e->gpa != l->page || !(e->perm & cpu->run_xneed) ||
+	    atomic_load_explicit(l->gen, memory_order_acquire) != l->want)
+		return emu_t_chain_jc(cpu, rip);
+	cpu->run_budget -= b->n;
+	cpu->run_chained += b->n;
+	cpu->run_links++;
+	cpu->run_block = nb;
+	cpu->run_gen = l->gen;
+	cpu->run_gen_want = l->want;
+	return nb->slot[0].h(cpu, nb->slot, rip);
+}
 
 #endif

@@ -273,12 +273,18 @@ struct emu_cpu {
 	/* @ACCEL-FIELDS@ (accel.c, blocks.c) */
 	struct emu_blocks *blocks;   /* decoded-block cache (blocks.h), or NULL */
 	struct emu_code_map *code;   /* the VM's "holds code" pages, or NULL */
-	/* While a 64-bit block runs (blocks.c): where its handlers left it
-	 * (the first slot not retired), and its page's generation word with
-	 * the value the block was decoded under. */
+	/* While 64-bit blocks run (blocks.c): where the handlers left the
+	 * last one (the first slot not retired), its page's generation word
+	 * with the value the block was decoded under, and the chaining
+	 * state. */
 	const void *run_left;
 	const _Atomic uint32_t *run_gen;
 	uint32_t run_gen_want;
+	struct emu_block *run_block;  /* the block running (or last run) */
+	unsigned run_budget;          /* instructions chaining may still start */
+	unsigned run_chained;         /* retired by blocks chained away from */
+	unsigned run_xneed;           /* TLB bits an instruction fetch needs */
+	unsigned run_links;           /* blocks entered through links */
 };
 
 /* Memory access kinds, for translation checks and #PF error codes. */

@@ -24,6 +24,48 @@
 #define TH(name) \
 	static int name(struct emu_cpu *cpu, const struct emu_slot *s, \
 			uint64_t rip)
+/* How a memory handler computes its operand's linear address, fixed per
+ * copy (ea_kind() picks one when the block is built): EA_GEN the general
+ * way (emu_ea(), FS/GS bases); the others only with 64-bit addressing:
+ * [base + disp], [base + index * scale + disp] and [rip + disp] without
+ * an FS/GS override, and FS:/GS:[disp] (per-CPU data). */
+enum { EA_GEN, EA_BASE, EA_BIS, EA_RIP, EA_SEG, EA_KINDS };
+
+/* A handler with a memory operand, one copy per address kind: `name`
+ * (EA_GEN), name##_b, _x, _r, _s. */
+#define TH_MEM(name)                                                          \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const int eak);                                               \
+	TH(name) { return name##_(cpu, s, rip, EA_GEN); }                     \
+	TH(name##_b) { return name##_(cpu, s, rip, EA_BASE); }                \
+	TH(name##_x) { return name##_(cpu, s, rip, EA_BIS); }                 \
+	TH(name##_r) { return name##_(cpu, s, rip, EA_RIP); }                 \
+	TH(name##_s) { return name##_(cpu, s, rip, EA_SEG); }                 \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const int eak)
+
+/* The copies of a TH_MEM handler, indexed by address kind. */
+#define MEM_COPIES(name) { name, name##_b, name##_x, name##_r, name##_s }
+
+/* A flag-setting handler in two copies: `name` records the flags,
+ * `name##_nf` does not, for an instruction whose flags the block
+ * overwrites before anything can read them (blocks.c decides from
+ * emu_flags_effect(); F says which copy the body is). */
+#define TH_F(name)                                                            \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool F);                                                \
+	TH(name) { return name##_(cpu, s, rip, true); }                       \
+	TH(name##_nf) { return name##_(cpu, s, rip, false); }                 \
+	static inline __attribute__((always_inline)) int                      \
+	name##_(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,  \
+		const bool F)
+
+/* lz() in a TH_F body. */
+#define LZ(...) do { if (F) lz(__VA_ARGS__); } while (0)
+
 /* The address of the next instruction. */
 #define NEXT (rip + s->in.len)
 /* Fall through to the next slot. */
@@ -75,7 +117,7 @@ wrs(struct emu_cpu *cpu, unsigned reg, unsigned S, uint64_t v)
 
 /* The host byte behind a data access of `size` bytes at linear `lin`
  * that hits the TLB with the permission bits `need` and stays inside one
- * canonical RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
+ * RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
  * (mem.c: fast64()) without the calls.  *gpa: its guest-physical
  * address. */
 static inline __attribute__((always_inline)) uint8_t *
@@ -84,8 +126,9 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 {
 	const struct emu_tlb_entry *e;
 
-	if ((lin & 0xfff) + size > 0x1000 ||
-	    (uint64_t)((int64_t)(lin << 16) >> 16) != lin)
+	/* No canonical check: the TLB holds only canonical pages (mmu.h),
+	 * so a non-canonical address misses and the slow path faults. */
+	if ((lin & 0xfff) + size > 0x1000)
 		return NULL;
 	e = emu_tlb_hit(cpu, lin, need);
 	if (!e || !e->host)
@@ -94,15 +137,33 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 	return e->host + (lin & 0xfff);
 }
 
-/* fhost_lin() of memory operand `o` (`next`: the RIP-relative base). */
+/* fhost_lin() of memory operand `o` (`next`: the RIP-relative base;
+ * eak: the address kind, see TH_MEM). */
 static inline __attribute__((always_inline)) uint8_t *
 fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
-      unsigned size, uint64_t next, unsigned need, uint64_t *gpa)
+      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, int eak)
 {
-	uint64_t lin = emu_ea(cpu, in, o, next);
+	uint64_t lin = (uint64_t)o->val;
 
-	if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
+	switch (eak) {
+	case EA_BASE:
+		lin += cpu->gpr[o->base];
+		break;
+	case EA_BIS:
+		lin += cpu->gpr[o->base] + cpu->gpr[o->index] * o->scale;
+		break;
+	case EA_RIP:
+		lin += next;
+		break;
+	case EA_SEG:
 		lin += cpu->seg[o->seg].base;
+		break;
+	default:
+		lin = emu_ea(cpu, in, o, next);
+		if (o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS)
+			lin += cpu->seg[o->seg].base;
+		break;
+	}
 	return fhost_lin(cpu, lin, size, need, gpa);
 }
 
@@ -134,7 +195,7 @@ st(uint8_t *h, unsigned size, uint64_t v)
 	do {                                                                  \
 		uint64_t gpa_;                                                \
 		const uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,     \
-					  NEED(READ), &gpa_);                 \
+					  NEED(READ), &gpa_, eak);            \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		(v) = ld(h_, (size));                                         \
@@ -145,7 +206,7 @@ st(uint8_t *h, unsigned size, uint64_t v)
 	do {                                                                  \
 		uint64_t gpa_;                                                \
 		uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,           \
-				    NEED(WRITE), &gpa_);                      \
+				    NEED(WRITE), &gpa_, eak);                 \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		st(h_, (size), (v));                                          \
@@ -165,9 +226,12 @@ static inline void lz(struct emu_cpu *cpu, enum emu_lf_op op, unsigned size,
 	cpu->lf.aux = aux;
 }
 
-/* Condition `cc` (as emu_cond()), computed straight from the operands
- * after the two records branches follow most: CMP/SUB and logic/TEST. */
-static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
+/* Condition `cc` (as emu_cond()) computed straight from the record for
+ * the conditions and records branches meet most (CMP/SUB, logic/TEST, Z
+ * and S after anything): 1 or 0, or -1 when emu_cond() must evaluate
+ * it. */
+static inline __attribute__((always_inline)) int
+fcond_quick(const struct emu_cpu *cpu, unsigned cc)
 {
 	const struct emu_lazy_flags *lf = &cpu->lf;
 	bool r;
@@ -187,7 +251,7 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 			r = (int64_t)emu_sext(a, sz) <= (int64_t)emu_sext(b, sz);
 			break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
@@ -198,20 +262,44 @@ static inline bool fcond(const struct emu_cpu *cpu, unsigned cc)
 		case 4: case 6: r = emu_msb(lf->res, lf->size); break; /* S, L */
 		case 7: r = lf->res == 0 || emu_msb(lf->res, lf->size); break;
 		default:
-			return emu_cond(cpu, cc);
+			return -1;
 		}
 		return r ^ (cc & 1);
 	}
-	return emu_cond(cpu, cc);
+	/* ZF and SF come from the result for every other record (flags.c)
+	 * but eager flags and rotates; CF of an ADD is a compare. */
+	if (lf->op != EMU_LF_NONE && lf->op != EMU_LF_ROT) {
+		switch (cc >> 1) {
+		case 1:
+			if (lf->op != EMU_LF_ADD)
+				return -1;
+			r = lf->res < lf->src1;
+			break;
+		case 2: r = lf->res == 0; break;
+		case 4: r = emu_msb(lf->res, lf->size); break;
+		default:
+			return -1;
+		}
+		return r ^ (cc & 1);
+	}
+	return -1;
+}
+
+static inline __attribute__((always_inline)) bool
+fcond(const struct emu_cpu *cpu, unsigned cc)
+{
+	int r = fcond_quick(cpu, cc);
+
+	return r < 0 ? emu_cond(cpu, cc) : r;
 }
 
 /* ---- ALU: ADD ADC SUB SBB CMP AND OR XOR TEST ------------------------- */
 
-/* `a` op `b` of `size` bytes, the flags recorded; *w: whether the result
- * is written back (not for CMP and TEST). */
+/* `a` op `b` of `size` bytes, the flags recorded if F; *w: whether the
+ * result is written back (not for CMP and TEST). */
 static inline __attribute__((always_inline)) uint64_t
 alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
-    uint64_t b, bool *w)
+    uint64_t b, bool *w, const bool F)
 {
 	uint64_t r, aux;
 
@@ -219,52 +307,52 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 	switch (op) {
 	case EMU_OP_ADD:
 		r = a + b;
-		lz(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
+		LZ(cpu, EMU_LF_ADD, S, M, r, a, b, 0);
 		return r;
 	case EMU_OP_ADC:
 		aux = emu_flag_cf(cpu);
 		r = a + b + aux;
-		lz(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
+		LZ(cpu, EMU_LF_ADC, S, M, r, a, b, aux);
 		return r;
 	case EMU_OP_SUB:
 		r = a - b;
-		lz(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
+		LZ(cpu, EMU_LF_SUB, S, M, r, a, b, 0);
 		return r;
 	case EMU_OP_SBB:
 		aux = emu_flag_cf(cpu);
 		r = a - b - aux;
-		lz(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
+		LZ(cpu, EMU_LF_SBB, S, M, r, a, b, aux);
 		return r;
 	case EMU_OP_CMP:
 		*w = false;
-		lz(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
+		LZ(cpu, EMU_LF_SUB, S, M, a - b, a, b, 0);
 		return 0;
 	case EMU_OP_AND:
 		r = a & b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	case EMU_OP_OR:
 		r = a | b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	case EMU_OP_XOR:
 		r = a ^ b;
-		lz(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, r, 0, 0, 0);
 		return r;
 	default: /* TEST */
 		*w = false;
-		lz(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
+		LZ(cpu, EMU_LF_LOGIC, S, M, a & b, 0, 0, 0);
 		return 0;
 	}
 }
 
 /* reg op= b */
-#define ALU_REG(OPK, S)                                                       \
+#define ALU_REG(OPK, S, FL)                                                   \
 	do {                                                                  \
 		unsigned d_ = s->in.opnd[0].reg;                              \
 		bool w_;                                                      \
 		uint64_t r_ = alu(cpu, OPK, S, emu_mask(S), rd(cpu, d_, S),   \
-				  b, &w_);                                    \
+				  b, &w_, FL);                                \
 		if (w_)                                                       \
 			wrs(cpu, d_, S, r_);                                  \
 		CONT();                                                       \
@@ -282,15 +370,15 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 		bool w;                                                       \
 		if (OPK == EMU_OP_CMP || OPK == EMU_OP_TEST) {                \
 			FLOAD(&s->in.opnd[0], S, a);                          \
-			alu(cpu, OPK, S, emu_mask(S), a, b, &w);              \
+			alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);        \
 			CONT();                                               \
 		}                                                             \
 		h = fhost(cpu, &s->in, &s->in.opnd[0], S, NEXT,               \
-			  NEED(READ) | NEED(WRITE), &gpa);                    \
+			  NEED(READ) | NEED(WRITE), &gpa, eak);               \
 		if (!h)                                                       \
 			SLOW();                                               \
 		a = ld(h, S);                                                 \
-		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w);                  \
+		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);            \
 		st(h, S, r);                                                  \
 		emu_code_note_write(cpu, gpa, S);                             \
 		CONT_W();                                                     \
@@ -299,23 +387,23 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 /* The four forms (reg op reg, reg op imm, reg op mem, mem op reg/imm) of
  * one operation at operand size S. */
 #define ALU_SIZE(name, OPK, S)                                                \
-TH(f_##name##_rr##S)                                                          \
+TH_F(f_##name##_rr##S)                                                        \
 {                                                                             \
 	uint64_t b = rd(cpu, s->in.opnd[1].reg, S);                           \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, F);                                                   \
 }                                                                             \
-TH(f_##name##_ri##S)                                                          \
+TH_F(f_##name##_ri##S)                                                        \
 {                                                                             \
 	uint64_t b = src_imm(&s->in, emu_mask(S));                            \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, F);                                                   \
 }                                                                             \
-TH(f_##name##_rm##S)                                                          \
+TH_MEM(f_##name##_rm##S)                                                      \
 {                                                                             \
 	uint64_t b;                                                           \
 	FLOAD(&s->in.opnd[1], S, b);                                          \
-	ALU_REG(OPK, S);                                                      \
+	ALU_REG(OPK, S, true);                                                \
 }                                                                             \
-TH(f_##name##_m##S)                                                           \
+TH_MEM(f_##name##_m##S)                                                       \
 {                                                                             \
 	ALU_MEM(OPK, S);                                                      \
 }
@@ -325,12 +413,27 @@ ALU_SIZE(name, OPK, 1)                                                        \
 ALU_SIZE(name, OPK, 2)                                                        \
 ALU_SIZE(name, OPK, 4)                                                        \
 ALU_SIZE(name, OPK, 8)                                                        \
-static const emu_thandler alu_##name[4][4] = {                                \
+static const emu_thandler alu_##name##_reg[4][4] = {                          \
 	{ f_##name##_rr1, f_##name##_rr2, f_##name##_rr4, f_##name##_rr8 },   \
 	{ f_##name##_ri1, f_##name##_ri2, f_##name##_ri4, f_##name##_ri8 },   \
-	{ f_##name##_rm1, f_##name##_rm2, f_##name##_rm4, f_##name##_rm8 },   \
-	{ f_##name##_m1, f_##name##_m2, f_##name##_m4, f_##name##_m8 },       \
+	{ f_##name##_rr1_nf, f_##name##_rr2_nf, f_##name##_rr4_nf,            \
+	  f_##name##_rr8_nf },                                                \
+	{ f_##name##_ri1_nf, f_##name##_ri2_nf, f_##name##_ri4_nf,            \
+	  f_##name##_ri8_nf },                                                \
+};                                                                            \
+static const emu_thandler alu_##name##_mem[2][EA_KINDS][4] = {                \
+	{ ALU_COPIES(name, rm) },                                             \
+	{ ALU_COPIES(name, m) },                                              \
 };
+
+/* [kind][size] of the TH_MEM forms of one operation. */
+#define ALU_COPIES(name, form)                                                \
+	ALU_KIND(name, form, ), ALU_KIND(name, form, _b),                     \
+	ALU_KIND(name, form, _x), ALU_KIND(name, form, _r),                   \
+	ALU_KIND(name, form, _s)
+#define ALU_KIND(name, form, k)                                               \
+	{ f_##name##_##form##1##k, f_##name##_##form##2##k,                   \
+	  f_##name##_##form##4##k, f_##name##_##form##8##k }
 
 ALU_FORMS(add, EMU_OP_ADD)
 ALU_FORMS(adc, EMU_OP_ADC)
@@ -362,6 +465,25 @@ TH(name##4)                                                                   \
 	__VA_ARGS__                                                           \
 }
 
+/* SIZED() with TH_F copies. */
+#define SIZED_F(name, ...)                                                    \
+TH_F(name##8)                                                                 \
+{                                                                             \
+	const uint64_t M = M8;                                                \
+	const unsigned S = 8;                                                 \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
+	__VA_ARGS__                                                           \
+}                                                                             \
+TH_F(name##4)                                                                 \
+{                                                                             \
+	const uint64_t M = M4;                                                \
+	const unsigned S = 4;                                                 \
+	const struct emu_insn *in = &s->in;                                   \
+	(void)S; (void)M; (void)in;                                           \
+	__VA_ARGS__                                                           \
+}
+
 /* The same body at operand sizes 1, 2, 4 and 8 (register operands of
  * any size through rd()/wrs()). */
 #define SIZED_ONE(name, SZ, ...)                                              \
@@ -377,6 +499,26 @@ TH(name##SZ)                                                                  \
 	SIZED_ONE(name, 4, __VA_ARGS__)                                       \
 	SIZED_ONE(name, 8, __VA_ARGS__)                                       \
 static const emu_thandler name[4] = { name##1, name##2, name##4, name##8 };
+#define SIZED_ONE_MEM(name, SZ, ...)                                          \
+TH_MEM(name##SZ)                                                              \
+{                                                                             \
+	const unsigned S = SZ;                                                \
+	const struct emu_insn *in = &s->in;                                   \
+	__VA_ARGS__                                                           \
+}
+/* The same, with a memory operand: name[address kind][size]. */
+#define SIZED_ALL_MEM(name, ...)                                              \
+	SIZED_ONE_MEM(name, 1, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 2, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 4, __VA_ARGS__)                                   \
+	SIZED_ONE_MEM(name, 8, __VA_ARGS__)                                   \
+static const emu_thandler name[EA_KINDS][4] = {                               \
+	{ name##1, name##2, name##4, name##8 },                               \
+	{ name##1_b, name##2_b, name##4_b, name##8_b },                       \
+	{ name##1_x, name##2_x, name##4_x, name##8_x },                       \
+	{ name##1_r, name##2_r, name##4_r, name##8_r },                       \
+	{ name##1_s, name##2_s, name##4_s, name##8_s },                       \
+};
 
 SIZED_ALL(f_mov_rr, {
 	wrs(cpu, in->opnd[0].reg, S, rd(cpu, in->opnd[1].reg, S));
@@ -388,7 +530,7 @@ SIZED_ALL(f_mov_ri, {
 	CONT();
 })
 
-SIZED_ALL(f_mov_rm, {
+SIZED_ALL_MEM(f_mov_rm, {
 	uint64_t v;
 
 	FLOAD(&in->opnd[1], S, v);
@@ -396,24 +538,18 @@ SIZED_ALL(f_mov_rm, {
 	CONT();
 })
 
-SIZED_ALL(f_mov_mr, {
+SIZED_ALL_MEM(f_mov_mr, {
 	FSTORE(&in->opnd[0], S, rd(cpu, in->opnd[1].reg, S));
 	CONT_W();
 })
 
-SIZED_ALL(f_mov_mi, {
+SIZED_ALL_MEM(f_mov_mi, {
 	FSTORE(&in->opnd[0], S, (uint64_t)in->opnd[1].val);
 	CONT_W();
 })
 
-/* SETcc r/m8 */
-TH(f_set_r)
-{
-	wrs(cpu, s->in.opnd[0].reg, 1, fcond(cpu, s->in.cc));
-	CONT();
-}
-
-TH(f_set_m)
+/* SETcc m8 (SETcc r8 below, with CMOVcc) */
+TH_MEM(f_set_m)
 {
 	FSTORE(&s->in.opnd[0], 1, fcond(cpu, s->in.cc));
 	CONT_W();
@@ -432,28 +568,103 @@ SIZED_ALL(f_not_r, {
 	CONT();
 })
 
-SIZED_ALL(f_neg_r, {
-	unsigned d = in->opnd[0].reg;
-	uint64_t a = rd(cpu, d, S);
-
-	lz(cpu, EMU_LF_SUB, S, emu_mask(S), 0 - a, 0, a, 0);
-	wrs(cpu, d, S, 0 - a);
-	CONT();
-})
+/* NEG r: name[!F][size] */
+#define SIZED_ONE_F(name, SZ, ...)                                            \
+TH_F(name##SZ)                                                                \
+{                                                                             \
+	const unsigned S = SZ;                                                \
+	const struct emu_insn *in = &s->in;                                   \
+	__VA_ARGS__                                                           \
+}
+#define NEG_BODY {                                                             \
+	unsigned d = in->opnd[0].reg;                                         \
+	uint64_t a = rd(cpu, d, S);                                           \
+									      \
+	LZ(cpu, EMU_LF_SUB, S, emu_mask(S), 0 - a, 0, a, 0);                  \
+	wrs(cpu, d, S, 0 - a);                                                \
+	CONT();                                                               \
+}
+SIZED_ONE_F(f_neg_r, 1, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 2, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 4, NEG_BODY)
+SIZED_ONE_F(f_neg_r, 8, NEG_BODY)
+static const emu_thandler f_neg_r[2][4] = {
+	{ f_neg_r1, f_neg_r2, f_neg_r4, f_neg_r8 },
+	{ f_neg_r1_nf, f_neg_r2_nf, f_neg_r4_nf, f_neg_r8_nf },
+};
 
 SIZED(f_lea, {
 	wr(cpu, in->opnd[0].reg, M, emu_ea(cpu, in, &in->opnd[1], NEXT));
 	CONT();
 })
 
-SIZED(f_cmov_rr, {
-	unsigned d = in->opnd[0].reg;
-	uint64_t v = fcond(cpu, in->cc) ? cpu->gpr[in->opnd[1].reg] :
-					      cpu->gpr[d];
+/* CMOVcc r, r and SETcc r8: one copy per condition and size (like Jcc),
+ * and a shared one for the records fcond_quick() leaves to emu_cond(). */
+static inline __attribute__((always_inline)) int
+cmov_rr(struct emu_cpu *cpu, const struct emu_slot *s, uint64_t rip,
+	uint64_t M, bool c)
+{
+	unsigned d = s->in.opnd[0].reg;
 
-	wr(cpu, d, M, v);
+	wr(cpu, d, M, c ? cpu->gpr[s->in.opnd[1].reg] : cpu->gpr[d]);
 	CONT();
-})
+}
+
+TH(f_cmov_rr4_cond)
+{
+	return cmov_rr(cpu, s, rip, M4, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_cmov_rr8_cond)
+{
+	return cmov_rr(cpu, s, rip, M8, emu_cond(cpu, s->in.cc));
+}
+
+TH(f_set_r_cond)
+{
+	wrs(cpu, s->in.opnd[0].reg, 1, emu_cond(cpu, s->in.cc));
+	CONT();
+}
+
+#define CC_COPIES(CC)                                                         \
+TH(f_cmov_rr4_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr4_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M4, c);                                   \
+}                                                                             \
+TH(f_cmov_rr8_##CC)                                                           \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_cmov_rr8_cond(cpu, s, rip);                          \
+	return cmov_rr(cpu, s, rip, M8, c);                                   \
+}                                                                             \
+TH(f_set_r_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_set_r_cond(cpu, s, rip);                             \
+	wrs(cpu, s->in.opnd[0].reg, 1, (uint64_t)c);                          \
+	CONT();                                                               \
+}
+CC_COPIES(0) CC_COPIES(1) CC_COPIES(2) CC_COPIES(3) CC_COPIES(4)
+CC_COPIES(5) CC_COPIES(6) CC_COPIES(7) CC_COPIES(8) CC_COPIES(9)
+CC_COPIES(10) CC_COPIES(11) CC_COPIES(12) CC_COPIES(13) CC_COPIES(14)
+CC_COPIES(15)
+
+#define BY_CC(name) {                                                         \
+	name##_0, name##_1, name##_2, name##_3, name##_4, name##_5,           \
+	name##_6, name##_7, name##_8, name##_9, name##_10, name##_11,         \
+	name##_12, name##_13, name##_14, name##_15 }
+static const emu_thandler f_cmov_rr[2][16] = {
+	BY_CC(f_cmov_rr4), BY_CC(f_cmov_rr8),
+};
+static const emu_thandler f_set_r[16] = BY_CC(f_set_r);
 
 /* MOVZX r32/r64, r/m8 and r/m16 (the destination is 4 or 8 bytes: the
  * zero-extended value is the whole register either way). */
@@ -464,7 +675,7 @@ TH(f_movzx_rr)
 	CONT();
 }
 
-TH(f_movzx_rm8)
+TH_MEM(f_movzx_rm8)
 {
 	uint64_t v;
 
@@ -473,7 +684,7 @@ TH(f_movzx_rm8)
 	CONT();
 }
 
-TH(f_movzx_rm16)
+TH_MEM(f_movzx_rm16)
 {
 	uint64_t v;
 
@@ -490,18 +701,20 @@ SIZED(f_movsx_rr, {
 	CONT();
 })
 
-SIZED(f_movsx_rm, {
-	unsigned ss = in->opnd[1].size;
+TH_MEM(f_movsx_rm)
+{
+	unsigned ss = s->in.opnd[1].size;
 	uint64_t v;
 
-	FLOAD(&in->opnd[1], ss, v);
-	wr(cpu, in->opnd[0].reg, M, emu_sext(v, ss));
+	FLOAD(&s->in.opnd[1], ss, v);
+	v = emu_sext(v, ss);
+	cpu->gpr[s->in.opnd[0].reg] = s->in.opnd[0].size == 8 ? v : (uint32_t)v;
 	CONT();
-})
+}
 
 /* ---- IMUL r, r / IMUL r, r, imm, MUL r ------------------------------- */
 
-TH(f_imul_rr8)
+TH_F(f_imul_rr8)
 {
 	const struct emu_insn *in = &s->in;
 	uint64_t a, b, lo;
@@ -517,11 +730,11 @@ TH(f_imul_rr8)
 	p = (__int128)(int64_t)a * (__int128)(int64_t)b;
 	lo = (uint64_t)p;
 	cpu->gpr[in->opnd[0].reg] = lo;
-	lz(cpu, EMU_LF_MUL, 8, M8, lo, 0, 0, p != (__int128)(int64_t)lo);
+	LZ(cpu, EMU_LF_MUL, 8, M8, lo, 0, 0, p != (__int128)(int64_t)lo);
 	CONT();
 }
 
-TH(f_imul_rr4)
+TH_F(f_imul_rr4)
 {
 	const struct emu_insn *in = &s->in;
 	uint64_t a, b;
@@ -536,12 +749,12 @@ TH(f_imul_rr4)
 	}
 	p = (int64_t)(int32_t)(uint32_t)a * (int64_t)(int32_t)(uint32_t)b;
 	cpu->gpr[in->opnd[0].reg] = (uint32_t)p;
-	lz(cpu, EMU_LF_MUL, 4, M4, (uint64_t)p, 0, 0,
+	LZ(cpu, EMU_LF_MUL, 4, M4, (uint64_t)p, 0, 0,
 	   p != (int64_t)(int32_t)(uint32_t)p);
 	CONT();
 }
 
-TH(f_mul_r8)
+TH_F(f_mul_r8)
 {
 	unsigned __int128 p = (unsigned __int128)cpu->gpr[EMU_RAX] *
 			      cpu->gpr[s->in.opnd[0].reg];
@@ -549,18 +762,18 @@ TH(f_mul_r8)
 
 	cpu->gpr[EMU_RAX] = (uint64_t)p;
 	cpu->gpr[EMU_RDX] = hi;
-	lz(cpu, EMU_LF_MUL, 8, M8, (uint64_t)p, 0, 0, hi != 0);
+	LZ(cpu, EMU_LF_MUL, 8, M8, (uint64_t)p, 0, 0, hi != 0);
 	CONT();
 }
 
-TH(f_mul_r4)
+TH_F(f_mul_r4)
 {
 	uint64_t p = (cpu->gpr[EMU_RAX] & M4) *
 		     (cpu->gpr[s->in.opnd[0].reg] & M4);
 
 	cpu->gpr[EMU_RAX] = (uint32_t)p;
 	cpu->gpr[EMU_RDX] = p >> 32;
-	lz(cpu, EMU_LF_MUL, 4, M4, p, 0, 0, (p >> 32) != 0);
+	LZ(cpu, EMU_LF_MUL, 4, M4, p, 0, 0, (p >> 32) != 0);
 	CONT();
 }
 
@@ -571,34 +784,34 @@ TH(f_mul_r4)
 #define CNT_C ((unsigned)(cpu->gpr[EMU_RCX] & 0xff))
 
 #define SHIFTS(sfx, CNT)                                                      \
-SIZED(f_shl_##sfx, {                                                          \
+SIZED_F(f_shl_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M, r = v << c;                             \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SHL, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SHL, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, c ? r : v);                                             \
 	CONT();                                                               \
 })                                                                            \
-SIZED(f_shr_##sfx, {                                                          \
+SIZED_F(f_shr_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M, r = v >> c;                             \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SHR, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SHR, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, r);                                                     \
 	CONT();                                                               \
 })                                                                            \
-SIZED(f_sar_##sfx, {                                                          \
+SIZED_F(f_sar_##sfx, {                                                          \
 	unsigned d = in->opnd[0].reg;                                         \
 	unsigned c = CNT & (S == 8 ? 63 : 31);                                \
 	uint64_t v = cpu->gpr[d] & M;                                         \
 	uint64_t r = (uint64_t)((int64_t)emu_sext(v, S) >> c);                \
 									      \
 	if (c)                                                                \
-		lz(cpu, EMU_LF_SAR, S, M, r, v, c, 0);                        \
+		LZ(cpu, EMU_LF_SAR, S, M, r, v, c, 0);                        \
 	wr(cpu, d, M, c ? r : v);                                             \
 	CONT();                                                               \
 })
@@ -608,7 +821,7 @@ SHIFTS(rc, CNT_C)
 
 /* ---- ROL / ROR r, imm (CF and OF recorded, see emu_lazy_rot()) -------- */
 
-SIZED(f_rol_ri, {
+SIZED_F(f_rol_ri, {
 	unsigned d = in->opnd[0].reg, bits = S * 8;
 	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
 	uint64_t v = cpu->gpr[d] & M, r;
@@ -618,12 +831,13 @@ SIZED(f_rol_ri, {
 		CONT();
 	}
 	r = c ? ((v << c) | (v >> (bits - c))) & M : v;
-	emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
+	if (F)
+		emu_lazy_rot(cpu, r & 1, ((r >> (bits - 1)) ^ r) & 1);
 	wr(cpu, d, M, r);
 	CONT();
 })
 
-SIZED(f_ror_ri, {
+SIZED_F(f_ror_ri, {
 	unsigned d = in->opnd[0].reg, bits = S * 8;
 	unsigned c = (unsigned)(in->opnd[1].val & 0xff) & (bits - 1);
 	uint64_t v = cpu->gpr[d] & M, r;
@@ -633,28 +847,29 @@ SIZED(f_ror_ri, {
 		CONT();
 	}
 	r = c ? ((v >> c) | (v << (bits - c))) & M : v;
-	emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
-		     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
+	if (F)
+		emu_lazy_rot(cpu, (r >> (bits - 1)) & 1,
+			     ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1);
 	wr(cpu, d, M, r);
 	CONT();
 })
 
 /* ---- INC / DEC r -------------------------------------------------------- */
 
-SIZED(f_inc_r, {
+SIZED_F(f_inc_r, {
 	unsigned d = in->opnd[0].reg;
 	uint64_t a = cpu->gpr[d] & M;
 
-	lz(cpu, EMU_LF_INC, S, M, a + 1, a, 1, emu_flag_cf(cpu));
+	LZ(cpu, EMU_LF_INC, S, M, a + 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a + 1);
 	CONT();
 })
 
-SIZED(f_dec_r, {
+SIZED_F(f_dec_r, {
 	unsigned d = in->opnd[0].reg;
 	uint64_t a = cpu->gpr[d] & M;
 
-	lz(cpu, EMU_LF_DEC, S, M, a - 1, a, 1, emu_flag_cf(cpu));
+	LZ(cpu, EMU_LF_DEC, S, M, a - 1, a, 1, emu_flag_cf(cpu));
 	wr(cpu, d, M, a - 1);
 	CONT();
 })
@@ -662,18 +877,42 @@ SIZED(f_dec_r, {
 /* ---- Jcc rel ------------------------------------------------------------ */
 
 /* A branch ends its block, so both ways leave it (the next slot is the
- * end slot). */
-TH(f_jcc64)
-{
-	uint64_t t;
+ * end slot), through the block's links.  One copy per condition, so that
+ * fcond() folds to the test of that condition. */
+#define JCC_BODY(COND)                                                        \
+	uint64_t t;                                                           \
+									      \
+	if (!(COND))                                                          \
+		return emu_t_chain(cpu, s, NEXT);                             \
+	t = NEXT + (uint64_t)s->in.opnd[0].val;                               \
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)                        \
+		SLOW(); /* #GP */                                             \
+	return emu_t_chain(cpu, s, t);
 
-	if (!fcond(cpu, s->in.cc))
-		return emu_t_leave(cpu, s, NEXT);
-	t = NEXT + (uint64_t)s->in.opnd[0].val;
-	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
-		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+/* The other records: emu_cond(), called from here so that the copies
+ * below make no call of their own (and need no stack frame). */
+TH(f_jcc64_cond)
+{
+	JCC_BODY(emu_cond(cpu, s->in.cc))
 }
+
+#define JCC(CC)                                                               \
+TH(f_jcc64_##CC)                                                              \
+{                                                                             \
+	int c = fcond_quick(cpu, CC);                                         \
+									      \
+	if (c < 0)                                                            \
+		return f_jcc64_cond(cpu, s, rip);                             \
+	JCC_BODY(c)                                                           \
+}
+JCC(0) JCC(1) JCC(2) JCC(3) JCC(4) JCC(5) JCC(6) JCC(7)
+JCC(8) JCC(9) JCC(10) JCC(11) JCC(12) JCC(13) JCC(14) JCC(15)
+
+static const emu_thandler f_jcc64[16] = {
+	f_jcc64_0, f_jcc64_1, f_jcc64_2, f_jcc64_3, f_jcc64_4, f_jcc64_5,
+	f_jcc64_6, f_jcc64_7, f_jcc64_8, f_jcc64_9, f_jcc64_10, f_jcc64_11,
+	f_jcc64_12, f_jcc64_13, f_jcc64_14, f_jcc64_15,
+};
 
 /* JMP rel, JMP r64, JMP m64 */
 TH(f_jmp_rel64)
@@ -682,7 +921,7 @@ TH(f_jmp_rel64)
 
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 TH(f_jmp_r64)
@@ -691,17 +930,17 @@ TH(f_jmp_r64)
 
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
-TH(f_jmp_m64)
+TH_MEM(f_jmp_m64)
 {
 	uint64_t t;
 
 	FLOAD(&s->in.opnd[0], 8, t);
 	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)
 		SLOW(); /* #GP */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 /* ---- PUSH r64 / POP r64, CALL rel / RET --------------------------------- */
@@ -765,7 +1004,7 @@ TH(f_call_rel64)
 
 	if (!canonical48(t) || !fpush64(cpu, NEXT))
 		SLOW(); /* raises #GP / #PF */
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 TH(f_ret64)
@@ -779,7 +1018,7 @@ TH(f_ret64)
 	if (!canonical48(t))
 		SLOW(); /* #GP */
 	cpu->gpr[EMU_RSP] += 8;
-	return emu_t_leave(cpu, s, t);
+	return emu_t_chain(cpu, s, t);
 }
 
 /* ---- selection ------------------------------------------------------------ */
@@ -793,6 +1032,28 @@ static bool gpr(const struct emu_opnd *o, unsigned size)
 				o->reg < EMU_REG_AH + 4));
 }
 
+/* The address kind (TH_MEM) for memory operand `o`. */
+static int ea_kind(const struct emu_insn *in, const struct emu_opnd *o)
+{
+	bool fsgs = o->seg == EMU_SEG_FS || o->seg == EMU_SEG_GS;
+
+	if (in->addrsize != 8)
+		return EA_GEN;
+	if (fsgs)
+		return o->base == EMU_REG_NONE && o->index == EMU_REG_NONE ?
+		       EA_SEG : EA_GEN;
+	if (o->base == EMU_REG_RIP)
+		return EA_RIP;
+	if (o->base >= 16)
+		return EA_GEN;
+	if (o->index == EMU_REG_NONE)
+		return EA_BASE;
+	return o->index < 16 ? EA_BIS : EA_GEN;
+}
+
+/* The copy of a TH_MEM handler for memory operand `o`. */
+#define MEMH(name, o) (((const emu_thandler[])MEM_COPIES(name))[ea_kind(in, (o))])
+
 /* Index of operand size 1, 2, 4, 8 in the handler tables, or -1. */
 static int size_index(unsigned size)
 {
@@ -805,7 +1066,10 @@ static int size_index(unsigned size)
 	}
 }
 
-emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
+/* The handler or its no-flags copy (TH_F). */
+#define FH(name) (nf ? name##_nf : name)
+
+emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf)
 {
 	const struct emu_opnd *d = &in->opnd[0], *s = &in->opnd[1];
 	unsigned size = d->size, z;
@@ -827,7 +1091,7 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 		return in->opsize == 8 && in->nr_opnds == 0 ? f_ret64 : NULL;
 	case EMU_OP_JCC:
 		return in->nr_opnds >= 1 && d->kind == EMU_OPND_REL &&
-		       in->opsize == 8 ? f_jcc64 : NULL;
+		       in->opsize == 8 ? f_jcc64[in->cc & 15] : NULL;
 	case EMU_OP_JMP:
 		if (in->opsize != 8 || in->nr_opnds < 1)
 			return NULL;
@@ -835,14 +1099,14 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 			return f_jmp_rel64;
 		if (gpr(d, 8))
 			return f_jmp_r64;
-		return d->kind == EMU_OPND_MEM && d->size == 8 ? f_jmp_m64 :
-		       NULL;
+		return d->kind == EMU_OPND_MEM && d->size == 8 ?
+		       MEMH(f_jmp_m64, d) : NULL;
 	case EMU_OP_SET:
 		if (in->nr_opnds != 1 || d->size != 1)
 			return NULL;
 		if (gpr(d, 1))
-			return f_set_r;
-		return d->kind == EMU_OPND_MEM ? f_set_m : NULL;
+			return f_set_r[in->cc & 15];
+		return d->kind == EMU_OPND_MEM ? MEMH(f_set_m, d) : NULL;
 	case EMU_OP_MOV:
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
@@ -851,48 +1115,46 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 		if (gpr(d, size) && s->kind == EMU_OPND_IMM)
 			return f_mov_ri[si];
 		if (gpr(d, size) && s->kind == EMU_OPND_MEM && s->size == size)
-			return f_mov_rm[si];
+			return f_mov_rm[ea_kind(in, s)][si];
 		if (d->kind == EMU_OPND_MEM && gpr(s, size))
-			return f_mov_mr[si];
+			return f_mov_mr[ea_kind(in, d)][si];
 		if (d->kind == EMU_OPND_MEM && s->kind == EMU_OPND_IMM)
-			return f_mov_mi[si];
+			return f_mov_mi[ea_kind(in, d)][si];
 		return NULL;
 	case EMU_OP_NOT: case EMU_OP_NEG:
 		if (in->nr_opnds != 1 || si < 0 || !gpr(d, size))
 			return NULL;
-		return in->op == EMU_OP_NOT ? f_not_r[si] : f_neg_r[si];
+		return in->op == EMU_OP_NOT ? f_not_r[si] : f_neg_r[nf][si];
 	case EMU_OP_ADD: case EMU_OP_ADC: case EMU_OP_SUB: case EMU_OP_SBB:
 	case EMU_OP_CMP: case EMU_OP_AND: case EMU_OP_OR: case EMU_OP_XOR:
 	case EMU_OP_TEST: {
-		const emu_thandler (*t)[4];
-		int form;
+		const emu_thandler (*t)[4], (*tm)[EA_KINDS][4];
 
 		switch (in->op) {
-		case EMU_OP_ADD: t = alu_add; break;
-		case EMU_OP_ADC: t = alu_adc; break;
-		case EMU_OP_SUB: t = alu_sub; break;
-		case EMU_OP_SBB: t = alu_sbb; break;
-		case EMU_OP_CMP: t = alu_cmp; break;
-		case EMU_OP_AND: t = alu_and; break;
-		case EMU_OP_OR:  t = alu_or; break;
-		case EMU_OP_XOR: t = alu_xor; break;
-		default: t = alu_test; break;
+		case EMU_OP_ADD: t = alu_add_reg; tm = alu_add_mem; break;
+		case EMU_OP_ADC: t = alu_adc_reg; tm = alu_adc_mem; break;
+		case EMU_OP_SUB: t = alu_sub_reg; tm = alu_sub_mem; break;
+		case EMU_OP_SBB: t = alu_sbb_reg; tm = alu_sbb_mem; break;
+		case EMU_OP_CMP: t = alu_cmp_reg; tm = alu_cmp_mem; break;
+		case EMU_OP_AND: t = alu_and_reg; tm = alu_and_mem; break;
+		case EMU_OP_OR:  t = alu_or_reg; tm = alu_or_mem; break;
+		case EMU_OP_XOR: t = alu_xor_reg; tm = alu_xor_mem; break;
+		default: t = alu_test_reg; tm = alu_test_mem; break;
 		}
 		if (in->nr_opnds != 2 || si < 0)
 			return NULL;
 		if (d->kind == EMU_OPND_MEM)
-			form = gpr(s, size) || s->kind == EMU_OPND_IMM ? 3 : -1;
-		else if (!gpr(d, size))
-			form = -1;
-		else if (gpr(s, size))
-			form = 0;
-		else if (s->kind == EMU_OPND_IMM)
-			form = 1;
-		else if (s->kind == EMU_OPND_MEM && s->size == size)
-			form = 2;
-		else
-			form = -1;
-		return form < 0 ? NULL : t[form][si];
+			return gpr(s, size) || s->kind == EMU_OPND_IMM ?
+			       tm[1][ea_kind(in, d)][si] : NULL;
+		if (!gpr(d, size))
+			return NULL;
+		if (gpr(s, size))
+			return t[nf ? 2 : 0][si];
+		if (s->kind == EMU_OPND_IMM)
+			return t[nf ? 3 : 1][si];
+		if (s->kind == EMU_OPND_MEM && s->size == size)
+			return tm[0][ea_kind(in, s)][si];
+		return NULL;
 	}
 	default:
 		break;
@@ -902,9 +1164,9 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 	z = size == 8;
 	if (in->nr_opnds == 1 && gpr(d, size)) {
 		switch (in->op) {
-		case EMU_OP_MUL: return z ? f_mul_r8 : f_mul_r4;
-		case EMU_OP_INC: return z ? f_inc_r8 : f_inc_r4;
-		case EMU_OP_DEC: return z ? f_dec_r8 : f_dec_r4;
+		case EMU_OP_MUL: return z ? FH(f_mul_r8) : FH(f_mul_r4);
+		case EMU_OP_INC: return z ? FH(f_inc_r8) : FH(f_inc_r4);
+		case EMU_OP_DEC: return z ? FH(f_dec_r8) : FH(f_dec_r4);
 		default: return NULL;
 		}
 	}
@@ -921,42 +1183,120 @@ emu_thandler emu_fast_handler(const struct emu_insn *in, int mode)
 			return f_movzx_rr;
 		if (s->kind != EMU_OPND_MEM)
 			return NULL;
-		return s->size == 1 ? f_movzx_rm8 : f_movzx_rm16;
+		return s->size == 1 ? MEMH(f_movzx_rm8, s) :
+				      MEMH(f_movzx_rm16, s);
 	case EMU_OP_MOVSX: case EMU_OP_MOVSXD:
 		if (in->nr_opnds != 2 || s->size >= size ||
 		    (s->size != 1 && s->size != 2 && s->size != 4))
 			return NULL;
 		if (s->kind == EMU_OPND_GPR && s->reg < 16)
 			return z ? f_movsx_rr8 : f_movsx_rr4;
-		return s->kind == EMU_OPND_MEM ? (z ? f_movsx_rm8 : f_movsx_rm4) :
-		       NULL;
+		return s->kind == EMU_OPND_MEM ? MEMH(f_movsx_rm, s) : NULL;
 	case EMU_OP_CMOV:
 		return gpr(s, size) && in->nr_opnds == 2 ?
-		       (z ? f_cmov_rr8 : f_cmov_rr4) : NULL;
+		       f_cmov_rr[z][in->cc & 15] : NULL;
 	case EMU_OP_IMUL:
 		if (!gpr(s, size))
 			return NULL;
 		if (in->nr_opnds == 3 && in->opnd[2].kind != EMU_OPND_IMM)
 			return NULL;
-		return z ? f_imul_rr8 : f_imul_rr4;
+		return z ? FH(f_imul_rr8) : FH(f_imul_rr4);
 	case EMU_OP_ROL: case EMU_OP_ROR:
 		if (in->nr_opnds != 2 || s->kind != EMU_OPND_IMM)
 			return NULL;
-		return in->op == EMU_OP_ROL ? (z ? f_rol_ri8 : f_rol_ri4) :
-					      (z ? f_ror_ri8 : f_ror_ri4);
+		return in->op == EMU_OP_ROL ? (z ? FH(f_rol_ri8) : FH(f_rol_ri4)) :
+					      (z ? FH(f_ror_ri8) : FH(f_ror_ri4));
 	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
 		if (in->nr_opnds != 2)
 			return NULL;
 		if (s->kind == EMU_OPND_IMM)
-			return in->op == EMU_OP_SHL ? (z ? f_shl_ri8 : f_shl_ri4) :
-			       in->op == EMU_OP_SHR ? (z ? f_shr_ri8 : f_shr_ri4) :
-						      (z ? f_sar_ri8 : f_sar_ri4);
+			return in->op == EMU_OP_SHL ?
+				       (z ? FH(f_shl_ri8) : FH(f_shl_ri4)) :
+			       in->op == EMU_OP_SHR ?
+				       (z ? FH(f_shr_ri8) : FH(f_shr_ri4)) :
+				       (z ? FH(f_sar_ri8) : FH(f_sar_ri4));
 		if (s->kind != EMU_OPND_GPR || s->reg != EMU_RCX || s->size != 1)
 			return NULL;
-		return in->op == EMU_OP_SHL ? (z ? f_shl_rc8 : f_shl_rc4) :
-		       in->op == EMU_OP_SHR ? (z ? f_shr_rc8 : f_shr_rc4) :
-					      (z ? f_sar_rc8 : f_sar_rc4);
+		return in->op == EMU_OP_SHL ? (z ? FH(f_shl_rc8) : FH(f_shl_rc4)) :
+		       in->op == EMU_OP_SHR ? (z ? FH(f_shr_rc8) : FH(f_shr_rc4)) :
+					      (z ? FH(f_sar_rc8) : FH(f_sar_rc4));
 	default:
 		return NULL;
 	}
+}
+
+void emu_flags_effect(const struct emu_insn *in, unsigned *reads,
+		      unsigned *kill, unsigned *touch)
+{
+	const unsigned all = EMU_FL_STATUS, cf = EMU_FL_CF;
+	bool mem = false, known = true;
+	unsigned c;
+
+	for (unsigned i = 0; i < in->nr_opnds && i < 3; i++) {
+		switch (in->opnd[i].kind) {
+		case EMU_OPND_MEM:
+			mem = true;
+			break;
+		case EMU_OPND_GPR: case EMU_OPND_IMM: case EMU_OPND_REL:
+			break;
+		default:
+			known = false;
+			break;
+		}
+	}
+	*reads = 0;
+	*kill = *touch = 0;
+	switch (known ? in->op : EMU_OP_UD) {
+	case EMU_OP_LEA: case EMU_OP_NOP:
+		return; /* no access even with a memory operand */
+	case EMU_OP_MOV: case EMU_OP_MOVZX: case EMU_OP_MOVSX:
+	case EMU_OP_MOVSXD: case EMU_OP_NOT: case EMU_OP_XCHG:
+	case EMU_OP_BSWAP: case EMU_OP_CBW: case EMU_OP_CWD:
+	case EMU_OP_PUSH: case EMU_OP_POP:
+	case EMU_OP_JMP: case EMU_OP_CALL: case EMU_OP_RET:
+		break;
+	case EMU_OP_ADD: case EMU_OP_SUB: case EMU_OP_CMP: case EMU_OP_AND:
+	case EMU_OP_OR: case EMU_OP_XOR: case EMU_OP_TEST: case EMU_OP_NEG:
+	case EMU_OP_MUL: case EMU_OP_IMUL:
+		*kill = *touch = all;
+		break;
+	case EMU_OP_ADC: case EMU_OP_SBB:
+		*reads = cf;
+		*kill = *touch = all;
+		break;
+	case EMU_OP_INC: case EMU_OP_DEC: /* CF kept */
+		*kill = *touch = all & ~cf;
+		break;
+	case EMU_OP_SHL: case EMU_OP_SHR: case EMU_OP_SAR:
+	case EMU_OP_ROL: case EMU_OP_ROR: {
+		unsigned w = in->op == EMU_OP_ROL || in->op == EMU_OP_ROR ?
+			     cf | EMU_FL_OF : all;
+
+		*touch = w;
+		/* A zero count (after masking) changes no flag. */
+		if (in->nr_opnds < 2)
+			c = 1;
+		else if (in->opnd[1].kind == EMU_OPND_IMM)
+			c = (unsigned)in->opnd[1].val &
+			    (in->opnd[0].size == 8 ? 63 : 31);
+		else
+			c = 0; /* CL: unknown, so no kill */
+		if (c)
+			*kill = w;
+		break;
+	}
+	default: /* conditions, unknown effects */
+		*reads = all;
+		*touch = all;
+		break;
+	}
+	switch (in->op) {
+	case EMU_OP_PUSH: case EMU_OP_POP: case EMU_OP_CALL: case EMU_OP_RET:
+		mem = true;
+		break;
+	default:
+		break;
+	}
+	if (mem)
+		*reads = all; /* may fault: the handler sees RFLAGS */
 }

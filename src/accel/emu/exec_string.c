@@ -161,8 +161,8 @@ static uint64_t rep_bulk(struct emu_cpu *cpu, const struct emu_insn *in,
 		if (!d)
 			return 0;
 		bytes = n * size;
-		if (size == 1)
-			memset(d, (int)(v & 0xff), bytes);
+		if (size == 1 || v == (v & 0xff) * (~0ull / 0xff & emu_mask(size)))
+			memset(d, (int)(v & 0xff), bytes); /* all bytes alike */
 		else
 			for (uint64_t i = 0; i < bytes; i += size)
 				memcpy(d + i, &v, size);

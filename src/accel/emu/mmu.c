@@ -421,7 +421,9 @@ static void tlb_fill(struct emu_cpu *cpu, uint64_t lin, const struct walk *w)
 	struct emu_tlb *t = &cpu->tlb;
 	struct emu_tlb_entry *e = &t->e[emu_tlb_index(lin)];
 
-	if (t->disabled)
+	/* Canonical pages only: a tag hit then implies a canonical address,
+	 * so the executor's fast paths need no check of their own. */
+	if (t->disabled || (uint64_t)((int64_t)(lin << 16) >> 16) != lin)
 		return;
 	e->tag = (lin & ~0xfffull) | 1;
 	e->gpa = w->page;

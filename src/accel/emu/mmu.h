@@ -8,7 +8,8 @@
  * of the linear 4 KiB page number (emu_tlb_index()).  A hit needs the tag (linear page | 1) and every
  * bit of the access's `need` mask (emu_tlb_need()); anything else goes to
  * emu_mmu_translate(), which walks the page tables (SDM Vol. 3A 4.3-4.5),
- * sets Accessed / Dirty, and refills the entry.
+ * sets Accessed / Dirty, and refills the entry.  Only canonical pages are
+ * ever filled, so an address that hits is canonical.
  */
 #ifndef KVMM_ACCEL_EMU_MMU_H
 #define KVMM_ACCEL_EMU_MMU_H
