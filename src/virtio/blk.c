@@ -44,10 +44,10 @@
  * block_submit() once: one io_uring_enter for the whole batch.
  *
  * In flight.  A driver may only make available buffers it owns, so a
- * queue never has more requests in flight than its size; a driver that
- * re-offers a head still in use (which would let it make us queue
- * unbounded I/O and memory) breaks the device.  Requests answered at once
- * (errors, GET_ID) are pushed before the next pop and do not count.
+ * queue never has more requests in flight than its size: virtq_pop
+ * refuses a chain offered while `size` are popped and not pushed (a driver
+ * re-offering heads could otherwise make us queue I/O and memory without
+ * bound), which breaks the device.  test_reoffered_head checks it here.
  *
  * Completion runs on the I/O thread from the block layer's callback, which
  * takes vd->lock (the block layer never calls back from inside submit, so
@@ -105,9 +105,6 @@ struct virtio_blk {
 	char serial[VIRTIO_BLK_ID_BYTES];
 	bool closing;                  /* destroy: callbacks only free */
 	struct virtq_elem *elem;       /* the one per device (see top) */
-	/* Requests popped from each queue and not yet returned, in this
-	 * generation: never more than the queue size (see handle()). */
-	uint16_t inflight[VIRTIO_MAX_QUEUES];
 };
 
 struct blk_req {
@@ -153,8 +150,6 @@ static void req_complete(struct blk_req *r)
 	struct virtio_blk *b = r->b;
 	struct virtio_dev *vd = &b->vd;
 
-	if (!b->closing && r->generation == vd->generation)
-		b->inflight[r->q]--;
 	if (!b->closing && r->generation == vd->generation && vd->vqs[r->q].ready) {
 		struct virtq_elem *e = b->elem;
 		uint8_t st = r->err ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
@@ -273,7 +268,6 @@ static struct blk_req *req_new(struct virtio_blk *b, unsigned q,
 	r = malloc(sz);
 	if (!r)
 		return NULL;
-	b->inflight[q]++;
 	memset(r, 0, sizeof(*r));
 	r->b = b;
 	r->generation = b->vd.generation;
@@ -327,7 +321,6 @@ static void handle_zap(struct virtio_blk *b, struct blk_req *r,
 	}
 	if (st != VIRTIO_BLK_S_OK) {
 		answer_now(b, r->q, r->status, r->status_gpa, st, 1);
-		b->inflight[r->q]--;
 		free(r);
 		return;
 	}
@@ -468,14 +461,6 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 	do {
 		virtq_notify_disable(vq);
 		while ((rc = virtq_pop(vq, b->elem)) == 1) {
-			if (b->inflight[q] >= vq->size) {
-				/* The driver made a buffer available again before
-				 * we returned it (2.7.13: it may only offer what it
-				 * owns): unchecked, it could make us queue I/O
-				 * without bound. */
-				virtio_dev_broken(vd, "virtio-blk: more requests in flight than the queue holds");
-				goto out;
-			}
 			if (!handle(b, q)) {
 				if (!(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 					virtq_unpop(vq); /* out of memory: later */
@@ -492,13 +477,6 @@ static void blk_config_read(struct virtio_dev *vd, uint32_t offset, void *buf,
 			    uint32_t len)
 {
 	memcpy(buf, (const uint8_t *)&to_blk(vd)->config + offset, len);
-}
-
-/* Device reset: requests in flight belong to the old generation and will
- * only be freed when they complete. */
-static void blk_reset(struct virtio_dev *vd)
-{
-	memset(to_blk(vd)->inflight, 0, sizeof(to_blk(vd)->inflight));
 }
 
 static void blk_destroy(struct virtio_dev *vd)
@@ -518,7 +496,6 @@ static const struct virtio_dev_ops blk_ops = {
 	.device_id = VIRTIO_ID_BLOCK,
 	.config_read = blk_config_read,
 	.queue_notify = blk_queue_notify,
-	.reset = blk_reset,
 	.destroy = blk_destroy,
 };
 
