@@ -974,10 +974,11 @@ static bool canonical48(uint64_t a)
 	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
-/* Push 8 bytes through the TLB's host pointer; false when the fast path
- * does not apply (TLB miss, MMIO, a page crossing): the caller then runs
- * the generic handler, which raises any fault. */
-static inline __attribute__((always_inline)) bool
+/* Push 8 bytes through the TLB's host pointer: the entry written (the
+ * caller checks fcode()), or NULL when the fast path does not apply (TLB
+ * miss, MMIO, a page crossing): the caller then runs the generic
+ * handler, which raises any fault. */
+static inline __attribute__((always_inline)) const struct emu_tlb_entry *
 fpush64(struct emu_cpu *cpu, uint64_t v)
 {
 	uint64_t sp = cpu->gpr[EMU_RSP] - 8;
@@ -985,12 +986,10 @@ fpush64(struct emu_cpu *cpu, uint64_t v)
 	uint8_t *h = fhost_lin(cpu, sp, 8, NEED(WRITE), &e);
 
 	if (!h)
-		return false;
+		return NULL;
 	memcpy(h, &v, 8);
-	if (__builtin_expect(fcode(cpu, e), 0))
-		emu_code_map_invalidate(cpu->code, e->code - 1);
 	cpu->gpr[EMU_RSP] = sp;
-	return true;
+	return e;
 }
 
 /* The 8 bytes at RSP, or NULL; the caller moves RSP (POP RSP and RET
@@ -1005,8 +1004,12 @@ fpeek64(struct emu_cpu *cpu)
 
 TH(f_push_r8)
 {
-	if (!fpush64(cpu, cpu->gpr[s->in.opnd[0].reg]))
+	const struct emu_tlb_entry *e = fpush64(cpu, cpu->gpr[s->in.opnd[0].reg]);
+
+	if (!e)
 		SLOW();
+	if (__builtin_expect(fcode(cpu, e), 0))
+		return t_wrote_code(cpu, s, rip, e->code);
 	CONT_W();
 }
 
@@ -1022,14 +1025,26 @@ TH(f_pop_r8)
 	CONT();
 }
 
+/* CALL whose return address landed on a page holding code: drop its
+ * blocks and leave for the target (a tail call, like t_wrote_code()). */
+static int t_call_wrote_code(struct emu_cpu *cpu, const struct emu_slot *s,
+			     uint64_t t, uint32_t code)
+{
+	emu_code_map_invalidate(cpu->code, code - 1);
+	return emu_t_leave(cpu, s, t);
+}
+
 /* The pushed return address may land on the block's own page; the block
  * ends here anyway. */
 TH(f_call_rel64)
 {
 	uint64_t t = NEXT + (uint64_t)s->in.opnd[0].val;
+	const struct emu_tlb_entry *e;
 
-	if (!canonical48(t) || !fpush64(cpu, NEXT))
+	if (!canonical48(t) || !(e = fpush64(cpu, NEXT)))
 		SLOW(); /* raises #GP / #PF */
+	if (__builtin_expect(fcode(cpu, e), 0))
+		return t_call_wrote_code(cpu, s, t, e->code);
 	return emu_t_chain(cpu, s, t);
 }
 
