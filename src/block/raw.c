@@ -519,7 +519,12 @@ int raw_open(struct block_dev *bd, int fd, bool direct, uint32_t mem_align,
 	s->fd = fd;
 	s->direct = direct;
 	s->mem_align = mem_align;
-	r = io_uring_queue_init(RAW_RING_ENTRIES, &s->ring, 0);
+	/* COOP_TASKRUN: completions need not interrupt this thread with an
+	 * IPI while it runs; it is still woken from epoll_wait.  Older
+	 * kernels (< 5.19) refuse the flag. */
+	r = io_uring_queue_init(RAW_RING_ENTRIES, &s->ring, IORING_SETUP_COOP_TASKRUN);
+	if (r == -EINVAL)
+		r = io_uring_queue_init(RAW_RING_ENTRIES, &s->ring, 0);
 	if (r < 0) {
 		snprintf(err, errlen, "%s: io_uring: %s", bd->name, strerror(-r));
 		goto fail_ring;

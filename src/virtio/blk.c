@@ -43,6 +43,12 @@
  * more arrived meanwhile: virtq_notify_enable), and only then calls
  * block_submit() once: one io_uring_enter for the whole batch.
  *
+ * In flight.  A driver may only make available buffers it owns, so a
+ * queue never has more requests in flight than its size: virtq_pop
+ * refuses a chain offered while `size` are popped and not pushed (a driver
+ * re-offering heads could otherwise make us queue I/O and memory without
+ * bound), which breaks the device.  test_reoffered_head checks it here.
+ *
  * Completion runs on the I/O thread from the block layer's callback, which
  * takes vd->lock (the block layer never calls back from inside submit, so
  * queue_notify holding the lock is safe).  The result is pushed only if the
@@ -156,6 +162,17 @@ static void req_complete(struct blk_req *r)
 		memcpy(e->iov, r->in_iov, r->in_num * sizeof(struct iovec));
 		memcpy(e->gpa, r->in_gpa, r->in_num * sizeof(uint64_t));
 		push_elem(b, r->q, r->status, r->status_gpa, st, r->written);
+	} else if (r->type == VIRTIO_BLK_T_IN && r->written > 1) {
+		/* Not returned (reset or closing), but the kernel wrote the
+		 * guest's buffers all the same: the machine must hear of it. */
+		uint64_t left = r->written - 1;
+
+		for (unsigned i = 0; i < r->in_num && left; i++) {
+			uint64_t n = r->in_iov[i].iov_len < left ? r->in_iov[i].iov_len : left;
+
+			gm_note_write(&vd->vm->mem, r->in_gpa[i], n);
+			left -= n;
+		}
 	}
 	free(r);
 }

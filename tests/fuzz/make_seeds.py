@@ -439,6 +439,50 @@ def virtqueue_seeds():
     }
 
 
+# ------------------------------------------------------------ virtio-blk
+# fuzz_virtio_blk.c's encoding: a config byte, then operations.
+
+def vblk_req(q=0, tsel=0, ssel=0, layout=0, segs=()):
+    """REQ: segs are (u16 length selector, payload bytes)."""
+    b = bytes([0, q, tsel, ssel, layout, len(segs)])
+    for sel, payload in segs:
+        b += struct.pack('<H', sel) + payload
+    return b
+
+
+def vblk_zap(sector, num, flags=0):
+    return struct.pack('<QII', sector, num, flags)
+
+
+def vblk_seeds():
+    kick = bytes([3, 0])
+    rd = vblk_req(tsel=0, ssel=2 << 2, segs=[(8, b'')])
+    wr = vblk_req(tsel=1, ssel=3 << 2, layout=4, segs=[(1, bytes(range(64)))])
+    fl = vblk_req(tsel=2)
+    gid = vblk_req(tsel=3, segs=[(0x8014, b'')])
+    disc = vblk_req(tsel=4, segs=[(0x8010, vblk_zap(8, 16))])
+    wz = vblk_req(tsel=5, segs=[(0x8020, vblk_zap(4, 4, 1) + vblk_zap(40, 8))])
+    return {
+        'read': b'\x00' + rd + kick,
+        'write-read': b'\x00' + wr + kick + rd + kick,
+        'flush': b'\x00' + wr + fl + kick,
+        'get-id': b'\x00' + gid + kick,
+        'discard': b'\x00' + disc + kick,
+        'write-zeroes': b'\x00' + wz + kick,
+        'power-cut': b'\x00' + wr + kick + fl + kick + bytes([5]) + wr + kick
+                     + bytes([6]) + rd + kick,
+        'indirect-split': b'\x00' + vblk_req(tsel=0, ssel=1, layout=16 | 1,
+                                             segs=[(2, b''), (0x8100, b'')]) + kick,
+        'read-only': b'\x01' + wr + kick + rd + kick,
+        'no-status': b'\x40' + vblk_req(tsel=0, layout=8, segs=[(1, b'')]) + kick
+                     + bytes([7]) + rd + kick,
+        'two-queues': b'\x20' + vblk_req(q=1, tsel=1, layout=4, segs=[(1, bytes(64))])
+                      + bytes([3, 1]) + rd + kick,
+        'no-event-idx-no-flush': b'\x0a' + wr + kick + fl + kick,
+        'bad-index': b'\x00' + rd + bytes([9, 0]) + struct.pack('<H', 999) + kick,
+    }
+
+
 def main():
     outdir = sys.argv[1]
     kernels = {
@@ -463,6 +507,7 @@ def main():
         'fuzz_state_load': state_seeds(),
         'fuzz_virtio_pci': virtio_pci_seeds(),
         'fuzz_virtqueue': virtqueue_seeds(),
+        'fuzz_virtio_blk': vblk_seeds(),
     }
     for target, files in seeds.items():
         d = os.path.join(outdir, target)

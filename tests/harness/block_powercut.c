@@ -31,11 +31,16 @@ static void wake(struct block_powercut *pc)
 	}
 }
 
-static void append(struct pc_req **list, struct pc_req *q)
+/* Append a chain of requests (ending in NULL) to a FIFO. */
+static void append(struct pc_req **head, struct pc_req **tail, struct pc_req *q)
 {
-	while (*list)
-		list = &(*list)->next;
-	*list = q;
+	if (*tail)
+		(*tail)->next = q;
+	else
+		*head = q;
+	while (q->next)
+		q = q->next;
+	*tail = q;
 }
 
 static int run_one(struct block_powercut *pc, struct pc_req *q)
@@ -78,6 +83,8 @@ static void complete_kicked(struct block_powercut *pc, int force_err)
 		int r;
 
 		pc->kicked = q->next;
+		if (!pc->kicked)
+			pc->kicked_tail = NULL;
 		r = force_err ? force_err : run_one(pc, q);
 		q->r.done(q->r.opaque, r);
 		free(q);
@@ -106,7 +113,7 @@ static int pc_submit(struct block_dev *bd, const struct block_req *req)
 	q->r = *req;
 	if (n)
 		memcpy(q->iov, req->iov, n * sizeof(struct iovec));
-	append(&pc->queued, q);
+	append(&pc->queued, &pc->queued_tail, q);
 	return 0;
 }
 
@@ -116,8 +123,8 @@ static void pc_kick(struct block_dev *bd)
 
 	if (!pc->queued)
 		return;
-	append(&pc->kicked, pc->queued);
-	pc->queued = NULL;
+	append(&pc->kicked, &pc->kicked_tail, pc->queued);
+	pc->queued = pc->queued_tail = NULL;
 	wake(pc);
 }
 

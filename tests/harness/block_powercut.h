@@ -29,7 +29,8 @@ struct block_powercut {
 	uint8_t *durable, *current;
 	int efd;
 	struct evloop *loop;
-	struct pc_req *queued, *kicked;   /* FIFOs (singly linked) */
+	struct pc_req *queued, *queued_tail; /* FIFOs (singly linked) */
+	struct pc_req *kicked, *kicked_tail;
 	bool hold;                         /* do not complete anything */
 	int fail_next[5];                  /* -errno for the next op of a kind */
 	uint64_t ops[5];                   /* completed, per enum block_op */

@@ -407,6 +407,41 @@ static void test_write_zeroes(void **state)
 	block_close(bd);
 }
 
+/* A file system without FALLOC_FL_ZERO_RANGE (tmpfs): write zeroes falls
+ * back to writing zeros, and says so in the counters. */
+static void test_write_zeroes_fallback(void **state)
+{
+	struct ctx *c = *state;
+	struct stat st;
+	char saved[256];
+	struct block_dev *bd;
+
+	if (stat("/dev/shm", &st) || !S_ISDIR(st.st_mode))
+		skip();
+	memcpy(saved, c->path, sizeof(saved));
+	setenv("TMPDIR", "/dev/shm", 1);
+	make_file(c, 2 * MiB, 7);
+	unsetenv("TMPDIR");
+	bd = open_ok(c, false, false);
+	c->nr_done = 0;
+	assert_int_equal(block_write_zeroes(bd, 4096, 3 * MiB / 2, false, count_cb, &c->results[0]), 0);
+	assert_int_equal(block_write_zeroes(bd, 0, 512, false, count_cb, &c->results[1]), 0);
+	block_submit(bd);
+	wait_done(c, 2);
+	assert_int_equal(c->results[0], 0);
+	assert_int_equal(c->results[1], 0);
+	if (bd->stats.zero_fallbacks == 0)
+		print_message("/dev/shm did ZERO_RANGE itself: fallback not exercised\n");
+	else
+		assert_true(bd->stats.sqes[BLOCK_OP_WRITE_ZEROES] >= 3); /* refused + 2 chunks */
+	read_expect_zero(c, bd, 0, 512, true);
+	read_expect_zero(c, bd, 4096, 3 * MiB / 2, true);
+	read_expect_zero(c, bd, 3 * MiB / 2 + 4096, 4096, false);
+	block_close(bd);
+	unlink(c->path);
+	memcpy(c->path, saved, sizeof(saved));
+}
+
 /* cache=none: O_DIRECT with guest buffers at odd addresses and reads at
  * odd offsets go through bounce buffers; unaligned writes are refused. */
 static void test_direct_unaligned(void **state)
@@ -620,6 +655,68 @@ static void test_lock_qemu_interop(void **state)
 	block_close(bd);
 }
 
+/* A block device (a loop device over a temp file, 4096-byte sectors):
+ * size from BLKGETSIZE64, logical block from BLKSSZGET with O_DIRECT, I/O,
+ * discard and write zeroes.  Skipped where loop devices cannot be made. */
+static void test_block_device(void **state)
+{
+	struct ctx *c = *state;
+	char out[256], dev[64];
+	struct block_opts o = { .path = dev, .direct = true };
+	struct block_dev *bd;
+	uint8_t *buf = NULL, *back = NULL;
+	struct iovec v;
+
+	if (!have("losetup") ||
+	    run("losetup -f --show --sector-size 4096 %s", c->path, out, sizeof(out)) ||
+	    strncmp(out, "/dev/loop", 9))
+		skip();
+	snprintf(dev, sizeof(dev), "%.*s", (int)strcspn(out, "\n"), out);
+	if (block_open(&o, &c->loop, &bd, out, sizeof(out))) {
+		run("losetup -d %s", dev, out, sizeof(out));
+		fail_msg("block_open %s: %s", dev, out);
+	}
+	assert_int_equal(bd->size, MiB);
+	assert_int_equal(bd->logical_block, 4096);
+	assert_int_equal(posix_memalign((void **)&buf, 4096, 8192), 0);
+	assert_int_equal(posix_memalign((void **)&back, 4096, 8192), 0);
+	for (int i = 0; i < 8192; i++)
+		buf[i] = (uint8_t)(i * 3 + 1);
+	v = (struct iovec){ buf, 8192 };
+	c->nr_done = 0;
+	assert_int_equal(block_writev(bd, 65536, &v, 1, count_cb, &c->results[0]), 0);
+	assert_int_equal(block_flush(bd, count_cb, &c->results[1]), 0);
+	block_submit(bd);
+	wait_done(c, 2);
+	assert_int_equal(c->results[0], 0);
+	assert_int_equal(c->results[1], 0);
+	v = (struct iovec){ back, 8192 };
+	assert_int_equal(block_readv(bd, 65536, &v, 1, count_cb, &c->results[2]), 0);
+	block_submit(bd);
+	wait_done(c, 3);
+	assert_int_equal(c->results[2], 0);
+	assert_memory_equal(buf, back, 8192);
+	/* Through the backing file too. */
+	assert_int_equal(file_read(c, back, 8192, 65536), 0);
+	assert_memory_equal(buf, back, 8192);
+	assert_int_equal(block_write_zeroes(bd, 65536, 4096, false, count_cb, &c->results[3]), 0);
+	assert_int_equal(block_discard(bd, 0, 65536, count_cb, &c->results[4]), 0);
+	block_submit(bd);
+	wait_done(c, 5);
+	assert_int_equal(c->results[3], 0);
+	assert_int_equal(c->results[4], 0);
+	v = (struct iovec){ back, 4096 };
+	assert_int_equal(block_readv(bd, 65536, &v, 1, count_cb, &c->results[5]), 0);
+	block_submit(bd);
+	wait_done(c, 6);
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(back[i], 0);
+	block_close(bd);
+	free(buf);
+	free(back);
+	run("losetup -d %s", dev, out, sizeof(out));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -629,11 +726,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flush_is_fdatasync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_discard_punches_holes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_zeroes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_zeroes_fallback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_direct_unaligned, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_after_truncate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qcow2_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_two_writers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_qemu_interop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_block_device, setup, teardown),
 	};
 
 	signal(SIGPIPE, SIG_IGN);

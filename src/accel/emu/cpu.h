@@ -247,6 +247,7 @@ struct emu_cpu {
 			uint64_t gpa;   /* guest-physical 4 KiB page */
 			uint16_t perm;  /* EMU_TLB_* (mmu.h) */
 			uint8_t shift;  /* log2 size of the page that mapped it */
+			uint32_t code;  /* its page in the VM's code map + 1, or 0 */
 		} e[512];
 	} tlb;
 	/* @SYS-FIELDS@ (exec_system.c, cpuid.c, msr.c, tsc.c) */

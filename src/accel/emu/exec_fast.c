@@ -118,11 +118,10 @@ wrs(struct emu_cpu *cpu, unsigned reg, unsigned S, uint64_t v)
 /* The host byte behind a data access of `size` bytes at linear `lin`
  * that hits the TLB with the permission bits `need` and stays inside one
  * RAM page, or NULL: emu_mem_read()/emu_mem_write()'s fast path
- * (mem.c: fast64()) without the calls.  *gpa: its guest-physical
- * address. */
+ * (mem.c: fast64()) without the calls.  *ep: the TLB entry. */
 static inline __attribute__((always_inline)) uint8_t *
 fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
-	  uint64_t *gpa)
+	  const struct emu_tlb_entry **ep)
 {
 	const struct emu_tlb_entry *e;
 
@@ -133,15 +132,37 @@ fhost_lin(struct emu_cpu *cpu, uint64_t lin, unsigned size, unsigned need,
 	e = emu_tlb_hit(cpu, lin, need);
 	if (!e || !e->host)
 		return NULL;
-	*gpa = e->gpa | (lin & 0xfff);
+	*ep = e;
 	return e->host + (lin & 0xfff);
+}
+
+/* Whether the page of TLB entry `e`, just stored to, holds decoded code
+ * (emu_code_note_write() without finding the page: the entry knows it). */
+static inline __attribute__((always_inline)) bool
+fcode(const struct emu_cpu *cpu, const struct emu_tlb_entry *e)
+{
+	return e->code && atomic_load_explicit(&cpu->code->holds[e->code - 1],
+					       memory_order_relaxed);
+}
+
+/* A store by `s` hit a page holding code: drop its blocks, then go on
+ * as the store's handler would (leaving the block if it was this one's
+ * page).  Out of line, so the storing handlers make no call. */
+static int t_wrote_code(struct emu_cpu *cpu, const struct emu_slot *s,
+			uint64_t rip, uint32_t code)
+{
+	emu_code_map_invalidate(cpu->code, code - 1);
+	if (emu_t_smc(cpu))
+		return emu_t_smc_exit(cpu, s, rip + s->in.len);
+	EMU_T_NEXT(cpu, s, rip + s->in.len);
 }
 
 /* fhost_lin() of memory operand `o` (`next`: the RIP-relative base;
  * eak: the address kind, see TH_MEM). */
 static inline __attribute__((always_inline)) uint8_t *
 fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
-      unsigned size, uint64_t next, unsigned need, uint64_t *gpa, int eak)
+      unsigned size, uint64_t next, unsigned need,
+      const struct emu_tlb_entry **ep, int eak)
 {
 	uint64_t lin = (uint64_t)o->val;
 
@@ -164,7 +185,7 @@ fhost(struct emu_cpu *cpu, const struct emu_insn *in, const struct emu_opnd *o,
 			lin += cpu->seg[o->seg].base;
 		break;
 	}
-	return fhost_lin(cpu, lin, size, need, gpa);
+	return fhost_lin(cpu, lin, size, need, ep);
 }
 
 static inline __attribute__((always_inline)) uint64_t
@@ -193,9 +214,9 @@ st(uint8_t *h, unsigned size, uint64_t v)
  * through the generic handler (which faults or takes the slow path). */
 #define FLOAD(o, size, v)                                                     \
 	do {                                                                  \
-		uint64_t gpa_;                                                \
+		const struct emu_tlb_entry *e_;                               \
 		const uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,     \
-					  NEED(READ), &gpa_, eak);            \
+					  NEED(READ), &e_, eak);              \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		(v) = ld(h_, (size));                                         \
@@ -204,13 +225,14 @@ st(uint8_t *h, unsigned size, uint64_t v)
 /* Store, likewise. */
 #define FSTORE(o, size, v)                                                    \
 	do {                                                                  \
-		uint64_t gpa_;                                                \
+		const struct emu_tlb_entry *e_;                               \
 		uint8_t *h_ = fhost(cpu, &s->in, (o), (size), NEXT,           \
-				    NEED(WRITE), &gpa_, eak);                 \
+				    NEED(WRITE), &e_, eak);                   \
 		if (__builtin_expect(!h_, 0))                                 \
 			SLOW();                                               \
 		st(h_, (size), (v));                                          \
-		emu_code_note_write(cpu, gpa_, (size));                       \
+		if (__builtin_expect(fcode(cpu, e_), 0))                      \
+			return t_wrote_code(cpu, s, rip, e_->code);           \
 	} while (0)
 
 /* The lazy record with the size fixed (emu_lazy() masks). */
@@ -365,7 +387,8 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 		const struct emu_opnd *o_ = &s->in.opnd[1];                   \
 		uint64_t b = o_->kind == EMU_OPND_GPR ? rd(cpu, o_->reg, S) : \
 			     (uint64_t)o_->val & emu_mask(S);                 \
-		uint64_t a, r, gpa;                                           \
+		const struct emu_tlb_entry *e;                                \
+		uint64_t a, r;                                                \
 		uint8_t *h;                                                   \
 		bool w;                                                       \
 		if (OPK == EMU_OP_CMP || OPK == EMU_OP_TEST) {                \
@@ -374,13 +397,14 @@ alu(struct emu_cpu *cpu, unsigned op, unsigned S, uint64_t M, uint64_t a,
 			CONT();                                               \
 		}                                                             \
 		h = fhost(cpu, &s->in, &s->in.opnd[0], S, NEXT,               \
-			  NEED(READ) | NEED(WRITE), &gpa, eak);               \
+			  NEED(READ) | NEED(WRITE), &e, eak);                 \
 		if (!h)                                                       \
 			SLOW();                                               \
 		a = ld(h, S);                                                 \
 		r = alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);            \
 		st(h, S, r);                                                  \
-		emu_code_note_write(cpu, gpa, S);                             \
+		if (__builtin_expect(fcode(cpu, e), 0))                       \
+			return t_wrote_code(cpu, s, rip, e->code);            \
 		CONT_W();                                                     \
 	} while (0)
 
@@ -950,21 +974,22 @@ static bool canonical48(uint64_t a)
 	return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
-/* Push 8 bytes through the TLB's host pointer; false when the fast path
- * does not apply (TLB miss, MMIO, a page crossing): the caller then runs
- * the generic handler, which raises any fault. */
-static inline __attribute__((always_inline)) bool
+/* Push 8 bytes through the TLB's host pointer: the entry written (the
+ * caller checks fcode()), or NULL when the fast path does not apply (TLB
+ * miss, MMIO, a page crossing): the caller then runs the generic
+ * handler, which raises any fault. */
+static inline __attribute__((always_inline)) const struct emu_tlb_entry *
 fpush64(struct emu_cpu *cpu, uint64_t v)
 {
-	uint64_t sp = cpu->gpr[EMU_RSP] - 8, gpa;
-	uint8_t *h = fhost_lin(cpu, sp, 8, NEED(WRITE), &gpa);
+	uint64_t sp = cpu->gpr[EMU_RSP] - 8;
+	const struct emu_tlb_entry *e;
+	uint8_t *h = fhost_lin(cpu, sp, 8, NEED(WRITE), &e);
 
 	if (!h)
-		return false;
+		return NULL;
 	memcpy(h, &v, 8);
-	emu_code_note_write(cpu, gpa, 8);
 	cpu->gpr[EMU_RSP] = sp;
-	return true;
+	return e;
 }
 
 /* The 8 bytes at RSP, or NULL; the caller moves RSP (POP RSP and RET
@@ -972,15 +997,19 @@ fpush64(struct emu_cpu *cpu, uint64_t v)
 static inline __attribute__((always_inline)) const uint8_t *
 fpeek64(struct emu_cpu *cpu)
 {
-	uint64_t gpa;
+	const struct emu_tlb_entry *e;
 
-	return fhost_lin(cpu, cpu->gpr[EMU_RSP], 8, NEED(READ), &gpa);
+	return fhost_lin(cpu, cpu->gpr[EMU_RSP], 8, NEED(READ), &e);
 }
 
 TH(f_push_r8)
 {
-	if (!fpush64(cpu, cpu->gpr[s->in.opnd[0].reg]))
+	const struct emu_tlb_entry *e = fpush64(cpu, cpu->gpr[s->in.opnd[0].reg]);
+
+	if (!e)
 		SLOW();
+	if (__builtin_expect(fcode(cpu, e), 0))
+		return t_wrote_code(cpu, s, rip, e->code);
 	CONT_W();
 }
 
@@ -996,14 +1025,26 @@ TH(f_pop_r8)
 	CONT();
 }
 
+/* CALL whose return address landed on a page holding code: drop its
+ * blocks and leave for the target (a tail call, like t_wrote_code()). */
+static int t_call_wrote_code(struct emu_cpu *cpu, const struct emu_slot *s,
+			     uint64_t t, uint32_t code)
+{
+	emu_code_map_invalidate(cpu->code, code - 1);
+	return emu_t_leave(cpu, s, t);
+}
+
 /* The pushed return address may land on the block's own page; the block
  * ends here anyway. */
 TH(f_call_rel64)
 {
 	uint64_t t = NEXT + (uint64_t)s->in.opnd[0].val;
+	const struct emu_tlb_entry *e;
 
-	if (!canonical48(t) || !fpush64(cpu, NEXT))
+	if (!canonical48(t) || !(e = fpush64(cpu, NEXT)))
 		SLOW(); /* raises #GP / #PF */
+	if (__builtin_expect(fcode(cpu, e), 0))
+		return t_call_wrote_code(cpu, s, t, e->code);
 	return emu_t_chain(cpu, s, t);
 }
 

@@ -95,6 +95,7 @@
 
 #include "accel/emu/cpu.h"
 #include "accel/emu/emu.h"
+#include "accel/emu/blocks.h"
 #include "accel/emu/mmu.h"
 #include "core/memory.h"
 
@@ -430,6 +431,13 @@ static void tlb_fill(struct emu_cpu *cpu, uint64_t lin, const struct walk *w)
 	e->host = emu_phys_host(cpu, w->page, 4096);
 	e->perm = (uint16_t)w->perm;
 	e->shift = (uint8_t)w->shift;
+	e->code = 0;
+	if (e->host && cpu->code) {
+		int64_t p = emu_code_page(cpu->code, w->page);
+
+		if (p >= 0 && p < UINT32_MAX)
+			e->code = (uint32_t)p + 1;
+	}
 	if (w->perm & EMU_TLB_GLOBAL)
 		t->has_global = true;
 	if (w->shift > 12)
