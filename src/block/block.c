@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "block/raw.h"
+#include "util/log.h"
 
 /* QEMU's block permission bits (include/block/block-common.h). */
 #define PERM_CONSISTENT_READ 0x01
@@ -389,6 +390,16 @@ void block_close(struct block_dev *bd)
 		return;
 	/* The driver closes the descriptor, which drops the OFD locks. */
 	bd->drv->close(bd);
+	/* What reached the kernel, for `kvmm run -v` and the end-to-end
+	 * tests (a guest's fsync must show up as an fdatasync here). */
+	log_info("%s: %llu reads, %llu writes, %llu flushes (%llu fdatasyncs done), "
+		 "%llu discards, %llu write-zeroes submitted", bd->name,
+		 (unsigned long long)bd->stats.sqes[BLOCK_OP_READ],
+		 (unsigned long long)bd->stats.sqes[BLOCK_OP_WRITE],
+		 (unsigned long long)bd->stats.sqes[BLOCK_OP_FLUSH],
+		 (unsigned long long)bd->stats.flushes_done,
+		 (unsigned long long)bd->stats.sqes[BLOCK_OP_DISCARD],
+		 (unsigned long long)bd->stats.sqes[BLOCK_OP_WRITE_ZEROES]);
 	free(bd->name);
 	free(bd);
 }
