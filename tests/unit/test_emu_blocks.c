@@ -17,7 +17,8 @@
  *     loop, self-modifying code, and RFLAGS exact at a fault and at the
  *     end of a block whatever the flag-liveness pass dropped, and a
  *     chained jump that follows its target to a new mapping; the address
- *     forms with handlers of their own (GS:[disp], base + index, RIP).
+ *     forms with handlers of their own (GS:[disp], base + index, RIP);
+ *     CMP/TEST + Jcc fused, against emu_step().
  * Finally a tight loop is timed with and without the cache (printed, not
  * checked: the numbers go into the report).
  */
@@ -537,6 +538,69 @@ static void test_long_link_remap(void **state)
 	assert_int_equal(f->cpu.gpr[EMU_RAX], 2);
 }
 
+/* CMP/TEST + Jcc at a block's end run as one handler (exec_fast.c): for
+ * every condition, register and immediate forms and edge values, the
+ * branch and the flags must be what emu_step() gives. */
+static void test_long_fused_cmp_jcc(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t ops[4][5] = {
+		{ 0x48, 0x39, 0xd8 },             /* cmp rax, rbx */
+		{ 0x3d, 0x00, 0x00, 0x00, 0x80 }, /* cmp eax, 0x80000000 */
+		{ 0x48, 0x85, 0xd8 },             /* test rax, rbx */
+		{ 0xa9, 0x01, 0x00, 0x00, 0x80 }, /* test eax, 0x80000001 */
+	};
+	static const unsigned op_len[4] = { 3, 5, 3, 5 };
+	static const uint64_t vals[] = {
+		0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0x80000001,
+		0x7fffffffffffffffull, 0x8000000000000000ull, ~0ull,
+	};
+	const size_t nv = sizeof(vals) / sizeof(vals[0]);
+	unsigned long cases = 0;
+
+	for (unsigned op = 0; op < 4; op++)
+		for (unsigned cc = 0; cc < 16; cc++) {
+			uint64_t at = 0x10000 + (op * 16 + cc) * 0x20, stop;
+			uint8_t code[0x20];
+			unsigned n = op_len[op];
+
+			memcpy(code, ops[op], n);
+			code[n++] = 0x0f;
+			code[n++] = (uint8_t)(0x80 + cc);
+			memcpy(code + n, "\x05\x00\x00\x00", 4); /* jcc +5 */
+			n += 4;
+			memcpy(code + n, "\xb9\x01\x00\x00\x00", 5); /* mov ecx, 1 */
+			n += 5;
+			stop = at + n;
+			code[n++] = 0xeb;
+			code[n++] = 0xfe; /* jmp $ */
+			put(f, at, code, n);
+			for (size_t i = 0; i < nv; i++)
+				for (size_t j = 0; j < nv; j++) {
+				uint64_t want_rcx, want_fl;
+
+				for (int way = 0; way < 2; way++) {
+					f->cpu.gpr[EMU_RAX] = vals[i];
+					f->cpu.gpr[EMU_RBX] = vals[j];
+					f->cpu.gpr[EMU_RCX] = 0;
+					f->cpu.rip = at;
+					if (way == 0) {
+						while (f->cpu.rip != stop)
+							assert_int_equal(emu_step(&f->cpu), 0);
+						want_rcx = f->cpu.gpr[EMU_RCX];
+						want_fl = emu_flags_get(&f->cpu);
+						continue;
+					}
+					assert_int_equal(run_to(&f->cpu, stop, 10), 0);
+					assert_int_equal(f->cpu.gpr[EMU_RCX], want_rcx);
+					assert_int_equal(emu_flags_get(&f->cpu), want_fl);
+					cases++;
+				}
+			}
+		}
+	printf("# fused CMP/TEST + Jcc: %lu cases\n", cases);
+}
+
 /* Instructions per second on the loop, with and without the cache. */
 static void test_speed(void **state)
 {
@@ -587,6 +651,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_flags_liveness, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_link_remap, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_address_kinds, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_fused_cmp_jcc, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
 	};
 

@@ -574,6 +574,13 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			    t_ud;
 		b->slot[i].h = f;
 	}
+	if (n >= 2) {
+		emu_thandler f = emu_fast_fused(&tmp[n - 2], &tmp[n - 1],
+						cpu->mode);
+
+		if (f)
+			b->slot[n - 2].h = f;
+	}
 	memset(&b->slot[n].in, 0, sizeof(b->slot[n].in));
 	b->slot[n].h = b->system_end ? t_end_sys : t_end;
 	b->next = bc->hash[hash_of(gpa, cpu->mode)];

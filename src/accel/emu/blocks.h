@@ -142,6 +142,11 @@ int emu_t_smc_exit(struct emu_cpu *cpu, const struct emu_slot *s,
  * (see emu_flags_effect()), a handler that does not record them will do. */
 emu_thandler emu_fast_handler(const struct emu_insn *in, int mode, bool nf);
 
+/* exec_fast.c: a handler for `a` that also runs `b`, the Jcc after it
+ * that ends the block (CMP/TEST + Jcc), or NULL. */
+emu_thandler emu_fast_fused(const struct emu_insn *a, const struct emu_insn *b,
+			    int mode);
+
 /*
  * FLAG LIVENESS.  Most flag results are overwritten before anything reads
  * them, so a block is scanned backwards when built: an instruction whose

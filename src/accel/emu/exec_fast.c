@@ -938,6 +938,67 @@ static const emu_thandler f_jcc64[16] = {
 	f_jcc64_12, f_jcc64_13, f_jcc64_14, f_jcc64_15,
 };
 
+/* CMP or TEST (register/immediate, 4 or 8 bytes) followed by the Jcc
+ * that ends the block, in one handler for the CMP's slot: the flags are
+ * recorded as CMP's handler would (they stay live past the block), the
+ * condition comes straight from them, and the Jcc's own slot runs only
+ * when something is unusual (a non-canonical target raises #GP there,
+ * a condition fcond_quick() leaves to emu_cond()). */
+#define FUSED(name, OPK, S, SRC, CC)                                          \
+TH(f_##name##_jcc##CC)                                                        \
+{                                                                             \
+	const struct emu_slot *j = s + 1;                                     \
+	uint64_t a = rd(cpu, s->in.opnd[0].reg, S), b = (SRC), next, t;       \
+	bool w;                                                               \
+	int c;                                                                \
+									      \
+	alu(cpu, OPK, S, emu_mask(S), a, b, &w, true);                        \
+	c = fcond_quick(cpu, CC);                                             \
+	if (c < 0)                                                            \
+		CONT();                                                       \
+	next = NEXT + j->in.len;                                              \
+	if (!c)                                                               \
+		return emu_t_chain(cpu, j, next);                             \
+	t = next + (uint64_t)j->in.opnd[0].val;                               \
+	if ((uint64_t)((int64_t)(t << 16) >> 16) != t)                        \
+		CONT();                                                       \
+	return emu_t_chain(cpu, j, t);                                        \
+}
+#define FUSED_CC(name, OPK, S, SRC)                                           \
+	FUSED(name, OPK, S, SRC, 0) FUSED(name, OPK, S, SRC, 1)               \
+	FUSED(name, OPK, S, SRC, 2) FUSED(name, OPK, S, SRC, 3)               \
+	FUSED(name, OPK, S, SRC, 4) FUSED(name, OPK, S, SRC, 5)               \
+	FUSED(name, OPK, S, SRC, 6) FUSED(name, OPK, S, SRC, 7)               \
+	FUSED(name, OPK, S, SRC, 8) FUSED(name, OPK, S, SRC, 9)               \
+	FUSED(name, OPK, S, SRC, 10) FUSED(name, OPK, S, SRC, 11)             \
+	FUSED(name, OPK, S, SRC, 12) FUSED(name, OPK, S, SRC, 13)             \
+	FUSED(name, OPK, S, SRC, 14) FUSED(name, OPK, S, SRC, 15)
+#define FUSED_TABLE(name) {                                                   \
+	f_##name##_jcc0, f_##name##_jcc1, f_##name##_jcc2, f_##name##_jcc3,   \
+	f_##name##_jcc4, f_##name##_jcc5, f_##name##_jcc6, f_##name##_jcc7,   \
+	f_##name##_jcc8, f_##name##_jcc9, f_##name##_jcc10, f_##name##_jcc11, \
+	f_##name##_jcc12, f_##name##_jcc13, f_##name##_jcc14,                 \
+	f_##name##_jcc15 }
+
+#define SRC_R(S) rd(cpu, s->in.opnd[1].reg, S)
+#define SRC_I(S) src_imm(&s->in, emu_mask(S))
+FUSED_CC(cmp_rr4, EMU_OP_CMP, 4, SRC_R(4))
+FUSED_CC(cmp_rr8, EMU_OP_CMP, 8, SRC_R(8))
+FUSED_CC(cmp_ri4, EMU_OP_CMP, 4, SRC_I(4))
+FUSED_CC(cmp_ri8, EMU_OP_CMP, 8, SRC_I(8))
+FUSED_CC(test_rr4, EMU_OP_TEST, 4, SRC_R(4))
+FUSED_CC(test_rr8, EMU_OP_TEST, 8, SRC_R(8))
+FUSED_CC(test_ri4, EMU_OP_TEST, 4, SRC_I(4))
+FUSED_CC(test_ri8, EMU_OP_TEST, 8, SRC_I(8))
+
+/* [CMP, TEST][reg, imm][4, 8 bytes][condition] */
+static const emu_thandler f_fused[2][2][2][16] = {
+	{ { FUSED_TABLE(cmp_rr4), FUSED_TABLE(cmp_rr8) },
+	  { FUSED_TABLE(cmp_ri4), FUSED_TABLE(cmp_ri8) } },
+	{ { FUSED_TABLE(test_rr4), FUSED_TABLE(test_rr8) },
+	  { FUSED_TABLE(test_ri4), FUSED_TABLE(test_ri8) } },
+};
+
 /* JMP rel, JMP r64, JMP m64 */
 TH(f_jmp_rel64)
 {
@@ -1340,4 +1401,26 @@ void emu_flags_effect(const struct emu_insn *in, unsigned *reads,
 	}
 	if (mem)
 		*reads = all; /* may fault: the handler sees RFLAGS */
+}
+
+emu_thandler emu_fast_fused(const struct emu_insn *a, const struct emu_insn *b,
+			    int mode)
+{
+	const struct emu_opnd *d = &a->opnd[0], *src = &a->opnd[1];
+	unsigned size = d->size;
+	int imm;
+
+	if (mode != EMU_MODE_LONG64 || (a->prefixes & EMU_PFX_LOCK) ||
+	    (a->op != EMU_OP_CMP && a->op != EMU_OP_TEST) ||
+	    a->nr_opnds != 2 || (size != 4 && size != 8) || !gpr(d, size) ||
+	    b->op != EMU_OP_JCC || b->nr_opnds < 1 ||
+	    b->opnd[0].kind != EMU_OPND_REL || b->opsize != 8)
+		return NULL;
+	if (gpr(src, size))
+		imm = 0;
+	else if (src->kind == EMU_OPND_IMM)
+		imm = 1;
+	else
+		return NULL;
+	return f_fused[a->op == EMU_OP_TEST][imm][size == 8][b->cc & 15];
 }
