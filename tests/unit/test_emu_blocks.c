@@ -18,7 +18,8 @@
  *     end of a block whatever the flag-liveness pass dropped, and a
  *     chained jump that follows its target to a new mapping; the address
  *     forms with handlers of their own (GS:[disp], base + index, RIP);
- *     CMP/TEST + Jcc fused, against emu_step().
+ *     CMP/TEST + Jcc fused, against emu_step(); a JMP followed inside
+ *     its block.
  * Finally a tight loop is timed with and without the cache (printed, not
  * checked: the numbers go into the report).
  */
@@ -538,6 +539,31 @@ static void test_long_link_remap(void **state)
 	assert_int_equal(f->cpu.gpr[EMU_RAX], 2);
 }
 
+/* A JMP within the page does not end a 64-bit block: decoding follows
+ * it, and the skipped bytes never run. */
+static void test_long_followed_jump(void **state)
+{
+	struct fixture *f = *state;
+	static const uint8_t code[] = {
+		0xb8, 0x01, 0x00, 0x00, 0x00, /* 3000: mov eax, 1 */
+		0xeb, 0x05,                   /* 3005: jmp 300c */
+		0xb8, 0x02, 0x00, 0x00, 0x00, /* 3007: mov eax, 2 */
+		0x83, 0xc0, 0x03,             /* 300c: add eax, 3 */
+		0xe9, 0xec, 0x1f, 0x00, 0x00, /* 300f: jmp 5000 (another page) */
+	};
+	static const uint8_t stop[] = { 0xeb, 0xfe }; /* 5000: jmp $ */
+	const struct emu_block *b;
+
+	put(f, 0x3000, code, sizeof(code));
+	put(f, 0x5000, stop, sizeof(stop));
+	f->cpu.rip = 0x3000;
+	assert_int_equal(run_to(&f->cpu, 0x5000, 10), 0);
+	assert_int_equal(f->cpu.gpr[EMU_RAX], 4);
+	b = emu_blocks_find(f->cpu.blocks, &f->cpu, 0x3000);
+	assert_non_null(b);
+	assert_int_equal(b->n, 4); /* mov, jmp (followed), add, jmp */
+}
+
 /* CMP/TEST + Jcc at a block's end run as one handler (exec_fast.c): for
  * every condition, register and immediate forms and edge values, the
  * branch and the flags must be what emu_step() gives. */
@@ -652,6 +678,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_long_link_remap, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_address_kinds, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_long_fused_cmp_jcc, setup64, teardown),
+		cmocka_unit_test_setup_teardown(test_long_followed_jump, setup64, teardown),
 		cmocka_unit_test_setup_teardown(test_speed, setup, teardown),
 	};
 

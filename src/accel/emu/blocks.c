@@ -35,6 +35,10 @@
  *   - an instruction that does not fit (crosses the page or the limit) or
  *     does not decode: emu_step() runs it, fetching byte by byte and
  *     raising the precise fault.
+ * FOLLOWED JUMPS (64-bit mode): a JMP rel to the same page does not end
+ * its block; decoding goes on at the target, and the JMP's slot passes
+ * the target's RIP to the next one.  Everything in a block is in one
+ * page, so one translation and one page generation still cover it.
  * While a block runs, every instruction checks that RIP went where the
  * block expects (a taken branch, a REP string instruction that retired only
  * some iterations, an exception leave the block early).
@@ -497,12 +501,36 @@ int emu_t_run_one(struct emu_cpu *cpu, emu_thandler h,
 	return r;
 }
 
+/* A JMP rel whose target lies in the same page, in 64-bit mode: the
+ * target's offset in the page (`end`: the page offset after the JMP),
+ * else -1. */
+static int64_t jmp_in_page(const struct emu_cpu *cpu, const struct emu_insn *in,
+			   uint64_t end)
+{
+	int64_t to;
+
+	if (cpu->mode != EMU_MODE_LONG64 || in->op != EMU_OP_JMP ||
+	    in->nr_opnds < 1 || in->opnd[0].kind != EMU_OPND_REL ||
+	    in->opsize != 8 || (in->prefixes & EMU_PFX_LOCK))
+		return -1;
+	to = (int64_t)end + in->opnd[0].val;
+	return to >= 0 && to < (int64_t)PAGE_SIZE ? to : -1;
+}
+
+/* A followed JMP: the next slot is its target. */
+static int t_jmp_in(struct emu_cpu *cpu, const struct emu_slot *s,
+		    uint64_t rip)
+{
+	EMU_T_NEXT(cpu, s, rip + s->in.len + (uint64_t)s->in.opnd[0].val);
+}
+
 /* Decode a block at gpa (CS:RIP's physical address) into the arena. */
 static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 			       uint64_t gpa, unsigned stack)
 {
 	struct emu_insn tmp[EMU_BLOCK_MAX_INSNS];
-	bool dead[EMU_BLOCK_MAX_INSNS];
+	bool dead[EMU_BLOCK_MAX_INSNS], follow[EMU_BLOCK_MAX_INSNS];
+	const uint64_t b_gpa = gpa;
 	struct emu_code_map *m = bc->map;
 	const uint8_t *host;
 	struct emu_block *b;
@@ -529,13 +557,26 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 	gen = atomic_load(&m->gen[page]);
 	while (n < EMU_BLOCK_MAX_INSNS && pos < avail) {
 		unsigned len = avail - pos < 15 ? (unsigned)(avail - pos) : 15;
+		int64_t to;
 
 		if (emu_decode(cpu->mode, stack, host + pos, len, &tmp[n]))
 			break; /* emu_step() handles it, with the fault */
 		pos += tmp[n].len;
+		to = jmp_in_page(cpu, &tmp[n], (gpa & (PAGE_SIZE - 1)) + pos);
+		follow[n] = to >= 0;
+		if (follow[n]) {
+			/* Decoding goes on at the target (FOLLOWED JUMPS). */
+			host += to - (int64_t)(gpa & (PAGE_SIZE - 1));
+			avail = PAGE_SIZE - (uint64_t)to;
+			pos = 0;
+			gpa = (gpa & ~(PAGE_SIZE - 1)) | (uint64_t)to;
+			n++;
+			continue;
+		}
 		if (insn_end(&tmp[n++]) != END_NONE)
 			break;
 	}
+	gpa = b_gpa;
 	if (n == 0)
 		return NULL;
 	size = (sizeof(*b) + (n + 1) * sizeof(b->slot[0]) + 63) & ~(size_t)63;
@@ -567,6 +608,8 @@ static struct emu_block *build(struct emu_cpu *cpu, struct emu_blocks *bc,
 		emu_thandler f = emu_fast_handler(&tmp[i], cpu->mode, dead[i]);
 
 		b->slot[i].in = tmp[i];
+		if (follow[i])
+			f = t_jmp_in;
 		if (!f)
 			f = tmp[i].op < EMU_OP_COUNT && emu_handlers[tmp[i].op] ?
 			    (may_write_mem(&tmp[i]) ? emu_t_generic :
