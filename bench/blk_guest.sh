@@ -25,7 +25,9 @@
 # After /init's marker, one fio process in the guest runs the jobs one after the other (stonewall), each with
 # --direct=1 --time_based --runtime=S --ramp_time=R --clocksource=clock_gettime on /dev/vda:
 #   4 KiB random read QD 1 and QD 32, 4 KiB random write QD 32, 1 MiB sequential read and write QD 4.
-# Its JSON output comes back over the serial console. Figures: IOPS and MB/s per side, and kvmm / QEMU.
+# Its JSON output comes back over the serial console. Figures: IOPS and MB/s per side, kvmm / QEMU, and "fio CPU":
+# the fio process's user + system CPU time in the guest, in % of the job's time, as the guest's clock sees it
+# (near 100 %: the guest's single vCPU is busy in fio and the kernel below it, i.e. the CPU limits, not the disk).
 #
 # Under emulation (--accel emu / TCG) the guest's CPU is an interpreter or a JIT: the guest kernel's block layer,
 # the virtio driver and fio itself run one to two orders of magnitude slower than on hardware, so the figures
@@ -187,14 +189,15 @@ def boot(vmm, run):
              f"{err.decode(errors='replace').strip()[-500:]}\n--- console (last 2000 bytes) ---\n{text[-2000:]}")
         return None
     cpu = re.search(r"CPU-MODEL ?(.*?)\r?$", text, re.M)
-    iops, mbps = [], []
+    iops, mbps, gcpu = [], [], []
     for j in res["jobs"]:
         io = j["read"] if j["read"]["total_ios"] else j["write"]
         iops.append(io["iops"])
         mbps.append(io["bw_bytes"] / 1e6)
+        gcpu.append(j["usr_cpu"] + j["sys_cpu"])
     note(f"run {run + 1}/{runs} {vmm}: done in {time.monotonic() - t0:.0f} s: "
          + ", ".join(f"{n} {i:.0f}" for (n, *_), i in zip(JOBS, iops)) + " IOPS")
-    return {"iops": iops, "mbps": mbps, "cpu": cpu.group(1).strip() if cpu else "?", "marker_s": marker_s}
+    return {"iops": iops, "mbps": mbps, "gcpu": gcpu, "cpu": cpu.group(1).strip() if cpu else "?", "marker_s": marker_s}
 
 
 vmms = [v for v in ("kvmm", "qemu") if only in ("", v)]
@@ -231,7 +234,8 @@ def fmt(x, nd=0):
     return "-" if x is None else f"{x:.{nd}f}"
 
 
-hdr = f"{'workload':20s} {'kvmm IOPS':>10s} {'QEMU IOPS':>10s} {'kvmm/QEMU':>9s} {'kvmm MB/s':>10s} {'QEMU MB/s':>10s}"
+hdr = (f"{'workload':20s} {'kvmm IOPS':>10s} {'QEMU IOPS':>10s} {'kvmm/QEMU':>9s} {'kvmm MB/s':>10s} {'QEMU MB/s':>10s}"
+       f" {'kvmm fio CPU':>12s} {'QEMU fio CPU':>12s}")
 print(hdr)
 table = []
 for i, (name, *_) in enumerate(JOBS):
@@ -239,9 +243,13 @@ for i, (name, *_) in enumerate(JOBS):
     qi = med("qemu", "iops", i) if "qemu" in res else None
     km = med("kvmm", "mbps", i) if "kvmm" in res else None
     qm = med("qemu", "mbps", i) if "qemu" in res else None
+    kc = med("kvmm", "gcpu", i) if "kvmm" in res else None
+    qc = med("qemu", "gcpu", i) if "qemu" in res else None
     ratio = f"{100 * ki / qi:8.0f}%" if ki and qi else f"{'-':>9s}"
-    print(f"{name:20s} {fmt(ki):>10s} {fmt(qi):>10s} {ratio} {fmt(km, 1):>10s} {fmt(qm, 1):>10s}")
-    table.append({"workload": name, "kvmm_iops": ki, "qemu_iops": qi, "kvmm_mbps": km, "qemu_mbps": qm})
+    print(f"{name:20s} {fmt(ki):>10s} {fmt(qi):>10s} {ratio} {fmt(km, 1):>10s} {fmt(qm, 1):>10s}"
+          f" {fmt(kc):>11s}% {fmt(qc):>11s}%")
+    table.append({"workload": name, "kvmm_iops": ki, "qemu_iops": qi, "kvmm_mbps": km, "qemu_mbps": qm,
+                  "kvmm_fio_cpu_pct": kc, "qemu_fio_cpu_pct": qc})
 if jsonfile:
     with open(jsonfile, "w") as f:
         json.dump({"accel": accel, "engine": engine, "seconds": secs, "ramp": ramp, "size_mib": int(size),
