@@ -3,6 +3,11 @@
 # the same raw file, in one run.
 #
 #   bench/blk.sh [--seconds S] [--size MiB] [--cache none|writeback] [--runs N]
+#   bench/blk.sh --guest [bench/blk_guest.sh options]
+#
+# --guest: part (2), fio inside a Linux guest under kvmm and under QEMU
+# (aio=io_uring); runs bench/blk_guest.sh with the remaining arguments (see
+# bench/blk_guest.sh --help).  Without it, part (1):
 #
 # kvmm side: build/tests/blk_bench (bench/blk_bench.c) drives virtio-blk
 # through the test harness - no vCPU, the harness plays the guest driver
@@ -40,7 +45,9 @@ while [[ $# -gt 0 ]]; do
 	--size) size=$2; shift 2 ;;
 	--cache) cache=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
-	*) echo "usage: $0 [--seconds S] [--size MiB] [--cache none|writeback] [--runs N]" >&2; exit 2 ;;
+	--guest) shift; exec bench/blk_guest.sh "$@" ;;
+	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "usage: $0 [--seconds S] [--size MiB] [--cache none|writeback] [--runs N] | --guest [...]" >&2; exit 2 ;;
 	esac
 done
 build=${BUILD:-build}
@@ -94,6 +101,7 @@ printf '%-22s %10s %10s %7s %9s %9s %10s %10s\n' workload 'fio IOPS' 'kvmm IOPS'
 	'fio MB/s' 'kvmm MB/s' 'fio us/op' 'kvmm us/op'
 for w in "randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" \
 	 "read 1m 4" "write 1m 4"; do
+	# shellcheck disable=SC2086  # split "randread 4k 1" into its three words
 	set -- $w
 	bs=$([[ $2 == 4k ]] && echo 4096 || echo 1048576)
 	fres=() kres=()

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # scripts/guest-initramfs.sh — build the busybox initramfs for test guests; print its path.
 #
-# Usage: scripts/guest-initramfs.sh [--force]
+# Usage: scripts/guest-initramfs.sh [--force] [--with-fio]
 #
 # Result (under the cache dir $KVMM_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/kvmm):
 #   initramfs.cpio.gz     newc cpio, gzip (the Debian cloud kernel has RD_GZIP), for the kernel from
 #                         scripts/guest-kernel.sh; the last line on stdout is its path
 #   initramfs.stamp       hash of the inputs; the image is rebuilt only when it changes (or with --force)
 #   sample.bin            a copy of the guest's /data/sample.bin, and sample.bin.sha256 its "sha256sum" line
+#
+# With --with-fio (for bench/blk_guest.sh), in the same cache dir, and the default image above is built as usual:
+#   initramfs-fio.img     initramfs.cpio.gz, zero padding to a multiple of 4 bytes, then a second, uncompressed newc cpio archive holding the host's
+#                         Debian fio as /usr/bin/fio (= /bin/fio) with every shared library `ldd` resolves for it,
+#                         at the same paths as on the host, the dynamic loader /lib64/ld-linux-x86-64.so.2 and an
+#                         /etc/ld.so.cache made by `ldconfig -r`.  The kernel unpacks concatenated archives, each
+#                         compressed or not; the fio part (~85 MiB: Debian links fio against ceph, glusterfs, ICU,
+#                         ...) is left uncompressed because gunzip in an emulated guest would cost seconds per boot.
+#                         Boot it with --mem 512M or more. The last line on stdout is its path.
+#   initramfs-fio.stamp   hash of the base image's stamp, fio's version and the libraries' paths, sizes and mtimes
+#   Needs the fio package installed on the host (installed with apt-get when missing).
 #
 # What is inside:
 #   /init                 scripts/initramfs-init (see there: mounts, loads modules, prints KVMM-INIT-OK,
@@ -27,14 +38,78 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-force=0
+force=0 with_fio=0
 for arg in "$@"; do
 	case $arg in
 	--force) force=1 ;;
+	--with-fio) with_fio=1 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 0 ;;
-	*) die "unknown argument: $arg (usage: guest-initramfs.sh [--force])" ;;
+	*) die "unknown argument: $arg (usage: guest-initramfs.sh [--force] [--with-fio])" ;;
 	esac
 done
+
+if [ "$with_fio" = 1 ]; then
+	# The default image first (its own stamp and lock, untouched), then the fio layer appended to a copy of it.
+	base_args=()
+	[ "$force" = 1 ] && base_args=(--force)
+	base=$(KVMM_PROG=$KVMM_PROG "$0" "${base_args[@]}" | tail -n 1) || die "building the base initramfs failed"
+	cache=$(dirname "$base")
+	out=$cache/initramfs-fio.img
+	stampfile=$cache/initramfs-fio.stamp
+	pkg_installed fio || ensure_pkgs fio
+	fio=/usr/bin/fio
+	[ -x "$fio" ] || die "$fio missing although the fio package is installed"
+	# Every library the loader resolves for fio (ldd follows RUNPATHs, e.g. librados -> .../ceph), and the loader.
+	libs=$(ldd "$fio" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}' | sort -u)
+	[ -n "$libs" ] || die "ldd $fio found no libraries"
+	if ldd "$fio" | grep -q 'not found'; then
+		die "ldd $fio: $(ldd "$fio" | grep 'not found' | head -n 3 | tr '\n' ' ')"
+	fi
+	stamp=$(
+		{
+			cat "$0" "$cache/initramfs.stamp"
+			dpkg-query -W -f='fio=${Version}\n' fio
+			while IFS= read -r l; do stat -L -c '%n %s %Y' "$l"; done <<<"$libs"
+		} | sha256sum | cut -d' ' -f1
+	)
+	fio_fresh() { [ "$force" = 0 ] && [ -s "$out" ] && [ -s "$stampfile" ] && [ "$(cat "$stampfile")" = "$stamp" ]; }
+	if fio_fresh; then printf '%s\n' "$out"; exit 0; fi
+	kvmm_lock "$cache/.initramfs-fio.lock"
+	if fio_fresh; then printf '%s\n' "$out"; exit 0; fi
+
+	log "building the fio initramfs ($(dpkg-query -W -f='${Version}' fio), $(wc -l <<<"$libs") libraries)"
+	work=$(mktemp -d "$cache/.initramfs-fio-build.XXXXXX")
+	trap 'rm -rf "$work"' EXIT
+	root=$work/root
+	# /usr/bin is a symlink to /bin in the base image: fio goes to bin/ and no usr/bin entry may shadow the link.
+	mkdir -p "$root/bin" "$root/etc" "$root/lib64"
+	cp "$fio" "$root/bin/fio"
+	while IFS= read -r l; do
+		mkdir -p "$root$(dirname "$l")"
+		cp -L "$l" "$root$l"
+	done <<<"$libs"
+	# Directories the loader should search besides its built-in ones (the RUNPATH ones, e.g. ceph).
+	while IFS= read -r l; do dirname "$l"; done <<<"$libs" | sort -u >"$root/etc/ld.so.conf"
+	ldconfig -r "$root" 2>/dev/null || log "warning: ldconfig -r failed; the guest's loader searches its default dirs"
+	rm -f "$root/var/cache/ldconfig/aux-cache"
+	rmdir -p "$root/var/cache/ldconfig" 2>/dev/null || true
+	# A check on the host before any guest boots: the tree alone must run fio.
+	if [ "$(id -u)" = 0 ] && command -v chroot >/dev/null 2>&1; then
+		chroot "$root" /bin/fio --version >/dev/null 2>&1 || die "fio does not run from the built tree (chroot test)"
+	fi
+	find "$root" -exec touch -h -d @0 {} +
+	cp "$base" "$work/initramfs-fio.img"
+	# The kernel takes a following archive only at a 4-byte aligned offset (zero bytes between are skipped).
+	pad=$(( (4 - $(stat -c %s "$base") % 4) % 4 ))
+	head -c "$pad" /dev/zero >>"$work/initramfs-fio.img"
+	(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) \
+		>>"$work/initramfs-fio.img" || die "cpio failed"
+	mv "$work/initramfs-fio.img" "$out"
+	printf '%s\n' "$stamp" >"$stampfile"
+	log "fio initramfs ready: $out ($(stat -c %s "$out") bytes)"
+	printf '%s\n' "$out"
+	exit 0
+fi
 
 # Modules /init loads (names as modprobe takes them; dependencies are added from modules.dep).
 default_modules="virtio_pci virtio_mmio virtio_blk virtio_net virtio_console virtio_rng virtio_balloon
