@@ -9,6 +9,9 @@
  * GSI 17 in the IOAPIC's IRR (so did the IOAPIC routes), and an MSI route
  * in the IRR of a vCPU's LAPIC, software-enabled for the purpose.
  *
+ * Last, the whole path: an MSI-X device on the harness's PCI bus
+ * (hw/msix.c) over these ops, masked and unmasked as a driver would.
+ *
  * Skips (exit status 77) when /dev/kvm is missing or will not give a VM
  * with an irqchip, routes and irqfds, saying which.
  */
@@ -30,6 +33,9 @@
 
 #include "accel/kvm/kvm_int.h"
 #include "core/irq.h"
+#include "harness.h"
+#include "hw/msix.h"
+#include "hw/pci.h"
 
 #define LAPIC_SVR      0xf0
 #define LAPIC_IRR      0x200
@@ -198,26 +204,42 @@ static bool lapic_irr(int vcpu_fd, unsigned vec)
 	return w >> (vec % 32) & 1;
 }
 
-/* An MSI route, retargeted, reaches vCPU 0's LAPIC through an irqfd. */
-static void test_msi_irqfd_injects(void **state)
+/* A vCPU whose LAPIC (APIC ID 0) accepts fixed interrupts, or -1. */
+static int enabled_vcpu(struct fixture *f)
 {
-	struct fixture *f = vm_new();
 	struct kvm_lapic_state l;
-	int vcpu, g, fd = efd();
+	int vcpu = ioctl(f->k.vm_fd, KVM_CREATE_VCPU, 0);
 	uint32_t svr;
 
-	vcpu = ioctl(f->k.vm_fd, KVM_CREATE_VCPU, 0);
-	if (vcpu < 0) {
-		vm_free(f);
-		close(fd);
-		skip();
-	}
+	if (vcpu < 0)
+		return -1;
 	/* A software-disabled LAPIC drops fixed interrupts. */
 	assert_int_equal(ioctl(vcpu, KVM_GET_LAPIC, &l), 0);
 	memcpy(&svr, l.regs + LAPIC_SVR, 4);
 	svr |= 0x100;
 	memcpy(l.regs + LAPIC_SVR, &svr, 4);
 	assert_int_equal(ioctl(vcpu, KVM_SET_LAPIC, &l), 0);
+	return vcpu;
+}
+
+static bool wait_lapic_irr(int vcpu, unsigned vec)
+{
+	for (int i = 0; i < 1000 && !lapic_irr(vcpu, vec); i++)
+		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+	return lapic_irr(vcpu, vec);
+}
+
+/* An MSI route, retargeted, reaches vCPU 0's LAPIC through an irqfd. */
+static void test_msi_irqfd_injects(void **state)
+{
+	struct fixture *f = vm_new();
+	int vcpu = enabled_vcpu(f), g, fd = efd();
+
+	if (vcpu < 0) {
+		vm_free(f);
+		close(fd);
+		skip();
+	}
 
 	g = f->ops->msi_route_add(&f->k, 0xfee01000, MSI_VECTOR); /* APIC 1 */
 	assert_true(g >= IRQ_MAX_GSI);
@@ -227,12 +249,63 @@ static void test_msi_irqfd_injects(void **state)
 	assert_int_equal(f->ops->msi_route_set(&f->k, (unsigned)g, 0xfee00000,
 					       MSI_VECTOR + 1), 0);
 	signal_fd(fd);
-	for (int i = 0; i < 1000 && !lapic_irr(vcpu, MSI_VECTOR + 1); i++)
-		nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
-	assert_true(lapic_irr(vcpu, MSI_VECTOR + 1));
+	assert_true(wait_lapic_irr(vcpu, MSI_VECTOR + 1));
 	assert_false(lapic_irr(vcpu, MSI_VECTOR));
 	close(vcpu);
 	close(fd);
+	vm_free(f);
+}
+
+/* msix.c over kvm_irq.c: a masked vector stays pending, not injected, and
+ * reaches the LAPIC once unmasked. */
+static void test_msix_over_kvm(void **state)
+{
+	struct fixture *f = vm_new();
+	struct harness *h = harness_new(1 << 20);
+	static const struct pci_device_info info = {
+		.vendor_id = 0x1234, .device_id = 0x1111,
+		.class_code = 0xff0000, .name = "msix-kvm",
+	};
+	struct pci_bus *bus;
+	struct pci_device *dev;
+	uint64_t ecam = PC_PCI_ECAM_BASE + (1u << 15), table;
+	uint8_t cap = 0;
+	int vcpu = enabled_vcpu(f);
+
+	if (vcpu < 0) {
+		harness_free(h);
+		vm_free(f);
+		skip();
+	}
+	h->vm.irq.ops = f->ops;
+	h->vm.irq.opaque = &f->k;
+	assert_int_equal(pci_bus_create(&h->vm, &bus), 0);
+	assert_int_equal(pci_device_add(bus, &info, NULL, NULL, &dev), 0);
+	assert_int_equal(msix_init(dev, 2, 1), 0);
+	for (uint8_t p = (uint8_t)hx_mmio_read(h, ecam + PCI_CAPABILITY_LIST, 1);
+	     p && !cap; p = (uint8_t)hx_mmio_read(h, ecam + p + 1, 1))
+		if (hx_mmio_read(h, ecam + p, 1) == PCI_CAP_ID_MSIX)
+			cap = p;
+	assert_int_not_equal(cap, 0);
+	table = hx_mmio_read(h, ecam + 0x14, 4) & ~0xfull;
+	hx_mmio_write(h, ecam + PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+	hx_mmio_write(h, table + 16, 4, 0xfee00000);   /* vector 1 -> APIC 0 */
+	hx_mmio_write(h, table + 24, 4, MSI_VECTOR + 2);
+	hx_mmio_write(h, ecam + cap + 2, 2, 0x8000);   /* MSI-X enable */
+
+	msix_notify(dev, 1);                         /* masked: pending */
+	nanosleep(&(struct timespec){ .tv_nsec = 20000000 }, NULL);
+	assert_false(lapic_irr(vcpu, MSI_VECTOR + 2));
+	assert_int_equal(hx_mmio_read(h, table + 4096, 4), 2);
+	hx_mmio_write(h, table + 28, 4, 0);          /* unmask: fires */
+	assert_true(wait_lapic_irr(vcpu, MSI_VECTOR + 2));
+	assert_int_equal(hx_mmio_read(h, table + 4096, 4), 0);
+	/* Through an irqfd on an MSI route: one route taken. */
+	assert_int_equal(f->k.routes.nr_used, 1);
+
+	harness_free(h);  /* releases the route */
+	assert_int_equal(f->k.routes.nr_used, 0);
+	close(vcpu);
 	vm_free(f);
 }
 
@@ -243,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_route_limit),
 		cmocka_unit_test(test_irqchip_routes_kept),
 		cmocka_unit_test(test_msi_irqfd_injects),
+		cmocka_unit_test(test_msix_over_kvm),
 	};
 	struct fixture *probe = vm_new();
 
