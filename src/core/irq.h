@@ -36,7 +36,8 @@ struct irq_ops {
 	/* Optional, all or none (see above).  Any thread. */
 	/* Allocate a GSI >= IRQ_MAX_GSI whose route delivers the MSI (addr,
 	 * data).  Returns the GSI, -ENOSPC when every route is taken, or the
-	 * -errno of the routing update (KVM: api.rst, section KVM_SET_GSI_ROUTING). */
+	 * -errno of the routing update (KVM: api.rst, section
+	 * KVM_SET_GSI_ROUTING). */
 	int (*msi_route_add)(void *opaque, uint64_t addr, uint32_t data);
 	/* Change the message of route `gsi` (from msi_route_add).  Returns 0,
 	 * -EINVAL for a GSI that is not an allocated MSI route, or -errno of
@@ -51,10 +52,12 @@ struct irq_ops {
 	 * GSI must be an IOAPIC pin (< IRQ_MAX_GSI) and is level-triggered:
 	 * the write asserts it, the guest's EOI deasserts it and signals
 	 * `resample_fd`, and the device re-asserts if its line is still up.
-	 * Returns 0 or -errno (KVM: api.rst, section KVM_IRQFD; -EBUSY if `fd` is
-	 * already bound, -EINVAL for a bad GSI or resample on an MSI route). */
+	 * Returns 0 or -errno (KVM: api.rst, section KVM_IRQFD; -EBUSY if
+	 * `fd` is already bound, -EINVAL for a bad GSI or resample on an MSI
+	 * route).  kvmm's own INTx does not resample (see vm.h). */
 	int (*irqfd_assign)(void *opaque, unsigned gsi, int fd, int resample_fd);
-	/* Undo irqfd_assign.  Returns 0 or -errno (-ENOENT: not bound). */
+	/* Undo irqfd_assign.  Returns 0 or -errno; unbinding an fd that is
+	 * not bound may succeed (KVM's does), so callers track bindings. */
 	int (*irqfd_deassign)(void *opaque, unsigned gsi, int fd);
 };
 
