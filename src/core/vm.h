@@ -114,7 +114,18 @@ int vm_ioeventfd(struct vm *vm, bool pio, uint64_t addr, unsigned len, int fd,
  * shared level-triggered line `gsi`; the line is asserted while any source
  * asserts it (wired-OR, as PCI INTx lines are).  Levels are logical
  * (asserted = true) whatever polarity the guest programs, as with KVM's
- * KVM_IRQ_LINE.  Any thread. */
+ * KVM_IRQ_LINE.  Any thread.
+ *
+ * Under KVM the line moves with KVM_IRQ_LINE, not with an irqfd in resample
+ * mode (KVM_IRQFD_FLAG_RESAMPLE), on purpose.  Such an irqfd asserts the
+ * line under a kernel source of its own that only the guest's EOI clears,
+ * so a device dropping its level (the driver read the ISR, disabled INTx,
+ * reset the device) could not lower the line: a guest that has the pin
+ * masked meanwhile would take a spurious interrupt on unmask, and every
+ * EOI would cost an I/O-thread wake-up on the resample fd to re-check the
+ * wired-OR.  With devices emulated in this process, each edge is one
+ * syscall either way, so the irqfd would buy nothing here; it pays off for
+ * vhost or VFIO, where the kernel raises the line without us. */
 void vm_irq_set_shared(struct vm *vm, unsigned gsi, unsigned source,
 		       bool level);
 

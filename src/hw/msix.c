@@ -28,20 +28,48 @@
  * While MSI-X is disabled, notifications are dropped: the device falls
  * back to INTx (virtio-pci checks msix_enabled()).
  *
+ * KERNEL-SIDE INJECTION (irqfd)
+ * When the accelerator offers MSI routes and irqfds (irq_has_irqfd(): KVM),
+ * a vector that fires gets an eventfd bound to a GSI routed to its message,
+ * and firing is a write to that eventfd: the kernel injects, with no
+ * KVM_SIGNAL_MSI per interrupt.  Masking stays ours: the pending bit, the
+ * one message on unmask and the dropped notifications while disabled are
+ * decided above, under the lock, exactly as without irqfd; the eventfd is
+ * written only when the message may go out now, so a bound eventfd never
+ * delivers anything the guest masked.  That lets a route outlive a mask
+ * (no KVM_SET_GSI_ROUTING per mask/unmask, which the guest does often):
+ *   - a vector gets its route lazily, the first time it fires;
+ *   - the route follows the message: when the guest rewrites the address
+ *     or data of a vector that may fire, at once; of a masked one, when it
+ *     next fires (its pending message on unmask included), so a stale
+ *     route is never signalled;
+ *   - every route goes when MSI-X is disabled, at reset, on a state load
+ *     and when the device is destroyed, so GSIs do not leak.
+ * If a route or an eventfd cannot be had (GSIs used up, fds exhausted),
+ * the vector falls back to irq_send_msi(), which is always correct, and
+ * tries again next time.
+ *
  * LOCKING
  * The state is guarded by the device's lock (pci_device.lock), which also
  * guards Message Control in configuration space; messages are sent after
  * the lock is dropped, so the interrupt controllers never nest inside it.
+ * The irqfd path is the exception on purpose: routes change and eventfds
+ * are written under the lock, so a vCPU masking a vector cannot slip in
+ * between the decision to fire and the write.  The accelerator's routing
+ * lock nests inside the device lock and takes no device lock itself.
  */
 #include "hw/msix.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "core/state.h"
 #include "core/vm.h"
 #include "hw/pci.h"
+#include "util/log.h"
 
 #define MSIX_STATE_VERSION 1
 
@@ -58,6 +86,14 @@
 
 #define PAGE_SIZE 4096u
 
+/* A vector's irqfd binding: eventfd `efd` raises MSI route `gsi`, which
+ * carries (addr, data).  gsi < 0: none, the vector uses irq_send_msi(). */
+struct msix_route {
+	int efd, gsi;
+	uint64_t addr;
+	uint32_t data;
+};
+
 struct msix {
 	struct pci_device *dev;
 	unsigned nr;           /* vectors */
@@ -65,6 +101,8 @@ struct msix {
 	uint32_t pba_offset;   /* bytes into the BAR */
 	uint32_t *table;       /* nr * 4 dwords */
 	uint64_t *pba;         /* (nr + 63) / 64 words */
+	struct msix_route *routes; /* nr; kernel-side injection */
+	unsigned nr_routed;        /* routes with gsi >= 0 */
 };
 
 static unsigned pba_words(unsigned nr) { return (nr + 63) / 64; }
@@ -94,6 +132,98 @@ static void message(const struct msix *m, unsigned v, uint64_t *addr,
 	*data = e[2];
 }
 
+static const struct irq_chip *chip_of(const struct pci_device *dev)
+{
+	return &pci_bus_vm(dev->bus)->irq;
+}
+
+/* Drop vector v's binding and route; dev->lock held. */
+static void route_release(struct pci_device *dev, unsigned v)
+{
+	struct msix *m = dev->msix;
+	struct msix_route *rt = &m->routes[v];
+
+	if (rt->gsi < 0)
+		return;
+	irq_irqfd_deassign(chip_of(dev), (unsigned)rt->gsi, rt->efd);
+	irq_msi_route_del(chip_of(dev), (unsigned)rt->gsi);
+	close(rt->efd);
+	*rt = (struct msix_route){ .efd = -1, .gsi = -1 };
+	m->nr_routed--;
+}
+
+static void release_all(struct pci_device *dev)
+{
+	for (unsigned v = 0; dev->msix->nr_routed && v < dev->msix->nr; v++)
+		route_release(dev, v);
+}
+
+/* Make vector v's route carry its current message, creating it if need
+ * be; dev->lock held.  On failure the vector is left without a route. */
+static void route_sync(struct pci_device *dev, unsigned v)
+{
+	const struct irq_chip *chip = chip_of(dev);
+	struct msix_route *rt = &dev->msix->routes[v];
+	uint64_t addr;
+	uint32_t data;
+	int r;
+
+	if (!irq_has_irqfd(chip))
+		return;
+	message(dev->msix, v, &addr, &data);
+	if (rt->gsi >= 0) {
+		if (rt->addr == addr && rt->data == data)
+			return;
+		r = irq_msi_route_set(chip, (unsigned)rt->gsi, addr, data);
+		if (!r) {
+			rt->addr = addr;
+			rt->data = data;
+			return;
+		}
+		route_release(dev, v);
+		goto fail;
+	}
+	rt->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (rt->efd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	r = irq_msi_route_add(chip, addr, data);
+	if (r < 0) {
+		close(rt->efd);
+		rt->efd = -1;
+		goto fail;
+	}
+	rt->gsi = r;
+	rt->addr = addr;
+	rt->data = data;
+	dev->msix->nr_routed++;
+	r = irq_irqfd_assign(chip, (unsigned)rt->gsi, rt->efd, -1);
+	if (r) {
+		route_release(dev, v);
+		goto fail;
+	}
+	return;
+fail:
+	log_debug("%s: MSI-X vector %u: no irqfd route (%s), using MSIs",
+		  dev->info.name, v, strerror(-r));
+}
+
+/* Vector v may fire now: fire it through its irqfd, or say that the
+ * caller must send (*addr, *data) after dropping dev->lock. */
+static bool fire(struct pci_device *dev, unsigned v, uint64_t *addr,
+		 uint32_t *data)
+{
+	struct msix_route *rt = &dev->msix->routes[v];
+	uint64_t one = 1;
+
+	route_sync(dev, v);
+	if (rt->gsi >= 0 && write(rt->efd, &one, sizeof(one)) == sizeof(one))
+		return false;
+	message(dev->msix, v, addr, data);
+	return true;
+}
+
 /* Send every pending vector that can go now, each once. */
 static void deliver_pending(struct pci_device *dev)
 {
@@ -108,8 +238,7 @@ static void deliver_pending(struct pci_device *dev)
 		pthread_mutex_lock(&dev->lock);
 		if ((m->pba[v / 64] >> (v % 64) & 1) && can_send(dev, v)) {
 			m->pba[v / 64] &= ~(1ull << (v % 64));
-			message(m, v, &addr, &data);
-			send = true;
+			send = fire(dev, v, &addr, &data);
 		}
 		pthread_mutex_unlock(&dev->lock);
 		if (send)
@@ -141,12 +270,10 @@ void msix_notify(struct pci_device *dev, unsigned vector)
 		return;
 	pthread_mutex_lock(&dev->lock);
 	if (control(dev) & MSIX_CTRL_ENABLE) {
-		if (can_send(dev, vector)) {
-			message(m, vector, &addr, &data);
-			send = true;
-		} else {
+		if (can_send(dev, vector))
+			send = fire(dev, vector, &addr, &data);
+		else
 			m->pba[vector / 64] |= 1ull << (vector % 64);
-		}
 	}
 	pthread_mutex_unlock(&dev->lock);
 	if (send)
@@ -155,6 +282,10 @@ void msix_notify(struct pci_device *dev, unsigned vector)
 
 void msix_cfg_written(struct pci_device *dev)
 {
+	pthread_mutex_lock(&dev->lock);
+	if (!(control(dev) & MSIX_CTRL_ENABLE))
+		release_all(dev);
+	pthread_mutex_unlock(&dev->lock);
 	deliver_pending(dev);
 }
 
@@ -214,10 +345,17 @@ static void msix_bar_write(void *opaque, uint64_t off, unsigned size,
 		return;
 	pthread_mutex_lock(&dev->lock);
 	if (off + size <= (uint64_t)m->nr * ENTRY_SIZE) {
+		unsigned v = (unsigned)(off / ENTRY_SIZE);
+
 		table_store(m, (unsigned)(off / 4), (uint32_t)value);
 		if (size == 8)
 			table_store(m, (unsigned)(off / 4 + 1),
 				    (uint32_t)(value >> 32));
+		/* A new message for a vector that may fire any moment: its
+		 * route must carry it before the next interrupt, and the
+		 * vCPU can afford the update better than the I/O thread. */
+		if (m->routes[v].gsi >= 0 && can_send(dev, v))
+			route_sync(dev, v);
 	}
 	pthread_mutex_unlock(&dev->lock);
 	/* An unmask may release a pending vector. */
@@ -265,10 +403,13 @@ int msix_init(struct pci_device *dev, unsigned nr_vectors, int bar)
 	m->pba_offset = pba_offset;
 	m->table = calloc(nr_vectors, ENTRY_SIZE);
 	m->pba = calloc(pba_words(nr_vectors), sizeof(uint64_t));
-	if (!m->table || !m->pba) {
+	m->routes = calloc(nr_vectors, sizeof(*m->routes));
+	if (!m->table || !m->pba || !m->routes) {
 		r = -ENOMEM;
 		goto fail;
 	}
+	for (unsigned v = 0; v < nr_vectors; v++)
+		m->routes[v] = (struct msix_route){ .efd = -1, .gsi = -1 };
 	clear_state(m);
 	r = pci_bar_add(dev, bar, PCI_BAR_MEM32, bar_size, &msix_bar_ops, m);
 	if (r)
@@ -295,6 +436,7 @@ int msix_init(struct pci_device *dev, unsigned nr_vectors, int bar)
 fail:
 	free(m->table);
 	free(m->pba);
+	free(m->routes);
 	free(m);
 	return r;
 }
@@ -308,6 +450,7 @@ void msix_reset(struct pci_device *dev)
 	pthread_mutex_lock(&dev->lock);
 	dev->cfg[m->cap + 3] &= (uint8_t)~((MSIX_CTRL_MASKALL |
 					    MSIX_CTRL_ENABLE) >> 8);
+	release_all(dev);
 	clear_state(m);
 	pthread_mutex_unlock(&dev->lock);
 }
@@ -318,8 +461,12 @@ void msix_destroy(struct pci_device *dev)
 
 	if (!m)
 		return;
+	pthread_mutex_lock(&dev->lock);
+	release_all(dev);
+	pthread_mutex_unlock(&dev->lock);
 	free(m->table);
 	free(m->pba);
+	free(m->routes);
 	free(m);
 	dev->msix = NULL;
 }
@@ -374,6 +521,8 @@ int msix_load(struct pci_device *dev, struct state_reader *r)
 		err = -EINVAL;
 	if (!err) {
 		pthread_mutex_lock(&dev->lock);
+		/* Routes carry the old messages; new ones come on first use. */
+		release_all(dev);
 		memcpy(m->table, table, (size_t)m->nr * ENTRY_SIZE);
 		memcpy(m->pba, pba, pba_words(m->nr) * sizeof(uint64_t));
 		pthread_mutex_unlock(&dev->lock);

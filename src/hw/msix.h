@@ -4,8 +4,10 @@
  *
  * A device calls msix_notify(vector); when the vector or the whole function
  * is masked the PBA bit is set instead and the message goes out when the
- * guest unmasks it.  Messages reach the local APICs through irq_send_msi()
- * (KVM_SIGNAL_MSI under KVM, the software CPU's APIC bus under emu).
+ * guest unmasks it.  Messages reach the local APICs through an irqfd on an
+ * MSI route where the accelerator offers them (KVM), else irq_send_msi()
+ * (the software CPU's APIC bus, the harness; KVM_SIGNAL_MSI as KVM's
+ * fallback).
  *
  * PCI Local Bus Specification 3.0, section 6.8.2 (MSI-X).
  */
@@ -44,8 +46,8 @@ void msix_save(const struct pci_device *dev, struct state_buf *b);
 int msix_load(struct pci_device *dev, struct state_reader *r);
 
 /* For pci.c: the guest wrote the device's configuration space; deliver
- * pending vectors if MSI-X is now enabled and the function unmasked.
- * Called without the device lock. */
+ * pending vectors if MSI-X is now enabled and the function unmasked, drop
+ * the irqfd routes if it is now disabled.  Called without the device lock. */
 void msix_cfg_written(struct pci_device *dev);
 
 /* For pci.c: free the MSI-X state when the bus is destroyed. */

@@ -343,10 +343,25 @@ static uint32_t request(struct drv *d, const char *msg, char *reply)
 	return used[1];
 }
 
+/* MSIs delivered, the harness playing the kernel for irqfds. */
+static unsigned msis(struct drv *d)
+{
+	hx_irqfd_inject(d->h);
+	return d->h->nr_msi;
+}
+
+static bool with_irqfd = true;
+
+/* Runs twice: MSIs sent by irq_send_msi(), then through irqfds on MSI
+ * routes (as under KVM), every message then coming from an eventfd. */
 static void test_handshake_msix(void **state)
 {
 	struct drv *d = setup();
 	char reply[80];
+
+	/* cmocka's state: with_irqfd for the run through irqfds. */
+	if (*state)
+		hx_irqfd_enable(d->h);
 
 	probe(d);
 	handshake(d, 4, 0);
@@ -357,16 +372,16 @@ static void test_handshake_msix(void **state)
 	hx_mmio_write(d->h, d->msix_table + 12, 4, 0);
 	assert_int_equal(request(d, "hello", reply), 10);
 	assert_string_equal(reply, "echo:hello");
-	assert_int_equal(d->h->nr_msi, 1);
+	assert_int_equal(msis(d), 1);
 	assert_int_equal(d->h->msi[0].addr, 0xfee00000);
 	assert_int_equal(d->h->msi[0].data, 0x4061);
 	assert_false(hx_irq_level(d->h, pci_intx_gsi(virtio_pci_device(d->vp))));
 	/* Masked: pending, delivered on unmask. */
 	hx_mmio_write(d->h, d->msix_table + 12, 4, 1);
 	assert_int_equal(request(d, "again", reply), 10);
-	assert_int_equal(d->h->nr_msi, 1);
+	assert_int_equal(msis(d), 1);
 	hx_mmio_write(d->h, d->msix_table + 12, 4, 0);
-	assert_int_equal(d->h->nr_msi, 2);
+	assert_int_equal(msis(d), 2);
 	/* Device configuration through the device cap */
 	assert_int_equal(hx_mmio_read(d->h, d->bar4 + d->device, 4), 0x12345678);
 	hx_mmio_write(d->h, d->bar4 + d->device, 4, 0);
@@ -378,7 +393,7 @@ static void test_handshake_msix(void **state)
 	pthread_mutex_lock(&d->e->vd.lock);
 	virtio_config_changed(&d->e->vd);
 	pthread_mutex_unlock(&d->e->vd.lock);
-	assert_int_equal(d->h->nr_msi, 2);
+	assert_int_equal(msis(d), 2);
 	assert_int_equal(cc_r(d, 0x15, 1), 1);   /* config_generation */
 	cc_w(d, 0x10, 2, 1);
 	assert_int_equal(cc_r(d, 0x10, 2), 1);
@@ -388,8 +403,12 @@ static void test_handshake_msix(void **state)
 	pthread_mutex_lock(&d->e->vd.lock);
 	virtio_config_changed(&d->e->vd);
 	pthread_mutex_unlock(&d->e->vd.lock);
-	assert_int_equal(d->h->nr_msi, 3);
+	assert_int_equal(msis(d), 3);
 	assert_int_equal(d->h->msi[2].data, 0x4062);
+	if (*state) {
+		assert_int_equal(d->h->nr_msi_irqfd, 3);
+		assert_int_equal(hx_routes_used(d->h), 2);
+	}
 	teardown(d);
 }
 
@@ -668,6 +687,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_handshake_msix),
+		cmocka_unit_test_prestate(test_handshake_msix, &with_irqfd),
 		cmocka_unit_test(test_intx_fallback),
 		cmocka_unit_test(test_vectors_and_selects),
 		cmocka_unit_test(test_hostile_queue_setup),

@@ -1,9 +1,11 @@
 /* harness.c - see harness.h. */
 #include "harness.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void h_set_level(void *opaque, unsigned gsi, bool level)
 {
@@ -27,6 +29,127 @@ static const struct irq_ops harness_irq_ops = {
 	.set_level = h_set_level,
 	.send_msi = h_send_msi,
 };
+
+static struct hx_route *h_route(struct harness *h, unsigned gsi)
+{
+	if (gsi < IRQ_MAX_GSI || gsi - IRQ_MAX_GSI >= HARNESS_MAX_ROUTES ||
+	    !h->routes[gsi - IRQ_MAX_GSI].used)
+		return NULL;
+	return &h->routes[gsi - IRQ_MAX_GSI];
+}
+
+static int h_msi_route_add(void *opaque, uint64_t addr, uint32_t data)
+{
+	struct harness *h = opaque;
+
+	if (hx_routes_used(h) >= h->route_limit)
+		return -ENOSPC;
+	for (unsigned i = 0; i < HARNESS_MAX_ROUTES; i++)
+		if (!h->routes[i].used) {
+			h->routes[i] = (struct hx_route){ true, addr, data, -1 };
+			h->route_adds++;
+			return (int)(IRQ_MAX_GSI + i);
+		}
+	return -ENOSPC;
+}
+
+static int h_msi_route_set(void *opaque, unsigned gsi, uint64_t addr,
+			   uint32_t data)
+{
+	struct harness *h = opaque;
+	struct hx_route *r = h_route(h, gsi);
+
+	if (!r)
+		return -EINVAL;
+	r->addr = addr;
+	r->data = data;
+	h->route_sets++;
+	return 0;
+}
+
+static void h_msi_route_del(void *opaque, unsigned gsi)
+{
+	struct harness *h = opaque;
+	struct hx_route *r = h_route(h, gsi);
+
+	if (r) {
+		*r = (struct hx_route){ .fd = -1 };
+		h->route_dels++;
+	}
+}
+
+/* Only MSI routes, like msix.c uses them; INTx stays on set_level. */
+static int h_irqfd_assign(void *opaque, unsigned gsi, int fd, int resample_fd)
+{
+	struct harness *h = opaque;
+	struct hx_route *r = h_route(h, gsi);
+
+	if (!r || resample_fd >= 0)
+		return -EINVAL;
+	if (r->fd >= 0)
+		return -EBUSY;
+	r->fd = fd;
+	h->irqfd_assigns++;
+	return 0;
+}
+
+static int h_irqfd_deassign(void *opaque, unsigned gsi, int fd)
+{
+	struct harness *h = opaque;
+	struct hx_route *r = h_route(h, gsi);
+
+	if (!r || r->fd != fd)
+		return -ENOENT;
+	r->fd = -1;
+	h->irqfd_deassigns++;
+	return 0;
+}
+
+static const struct irq_ops harness_irqfd_ops = {
+	.set_level = h_set_level,
+	.send_msi = h_send_msi,
+	.msi_route_add = h_msi_route_add,
+	.msi_route_set = h_msi_route_set,
+	.msi_route_del = h_msi_route_del,
+	.irqfd_assign = h_irqfd_assign,
+	.irqfd_deassign = h_irqfd_deassign,
+};
+
+void hx_irqfd_enable(struct harness *h)
+{
+	for (unsigned i = 0; i < HARNESS_MAX_ROUTES; i++)
+		h->routes[i] = (struct hx_route){ .fd = -1 };
+	h->route_limit = HARNESS_MAX_ROUTES;
+	h->vm.irq.ops = &harness_irqfd_ops;
+}
+
+unsigned hx_irqfd_inject(struct harness *h)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < HARNESS_MAX_ROUTES; i++) {
+		struct hx_route *r = &h->routes[i];
+		uint64_t count;
+
+		if (!r->used || r->fd < 0 ||
+		    read(r->fd, &count, sizeof(count)) != sizeof(count))
+			continue;
+		for (; count; count--, n++) {
+			h_send_msi(h, r->addr, r->data);
+			h->nr_msi_irqfd++;
+		}
+	}
+	return n;
+}
+
+unsigned hx_routes_used(struct harness *h)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < HARNESS_MAX_ROUTES; i++)
+		n += h->routes[i].used;
+	return n;
+}
 
 struct harness *harness_new(uint64_t ram_size)
 {

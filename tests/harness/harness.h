@@ -18,6 +18,15 @@
 #include "core/vm.h"
 
 #define HARNESS_MAX_MSI 64
+#define HARNESS_MAX_ROUTES 16
+
+/* A fake MSI route (hx_irqfd_enable): GSI IRQ_MAX_GSI + its index. */
+struct hx_route {
+	bool used;
+	uint64_t addr;
+	uint32_t data;
+	int fd;        /* the eventfd bound to it, -1: none */
+};
 
 struct harness {
 	struct vm vm;
@@ -26,6 +35,12 @@ struct harness {
 	struct { uint64_t addr; uint32_t data; } msi[HARNESS_MAX_MSI];
 	unsigned nr_msi;
 	struct evloop loop; /* the I/O thread's loop, run by hx_run_io() */
+	/* The fake kernel-side injection, after hx_irqfd_enable(). */
+	struct hx_route routes[HARNESS_MAX_ROUTES];
+	unsigned route_limit;   /* routes it grants (HARNESS_MAX_ROUTES) */
+	unsigned route_adds, route_sets, route_dels;
+	unsigned irqfd_assigns, irqfd_deassigns;
+	unsigned nr_msi_irqfd;  /* of msi[], those injected from an irqfd */
 };
 
 /* A machine with `ram_size` bytes of RAM and 1 vCPU (for tables that count
@@ -47,6 +62,16 @@ void hx_mmio_write(struct harness *h, uint64_t addr, unsigned size, uint64_t v);
 bool hx_irq_level(struct harness *h, unsigned gsi);
 unsigned hx_irq_edges(struct harness *h, unsigned gsi);
 void hx_irq_clear_edges(struct harness *h);
+
+/* Offer the optional irq ops (core/irq.h) as KVM would: MSI routes from
+ * GSI IRQ_MAX_GSI up and eventfds bound to them, all recorded.  Call before
+ * creating the devices that should use them. */
+void hx_irqfd_enable(struct harness *h);
+/* Play the kernel: drain every bound eventfd and record, for each write
+ * seen, the MSI its route carries now (in msi[]).  Returns how many. */
+unsigned hx_irqfd_inject(struct harness *h);
+/* Routes in use. */
+unsigned hx_routes_used(struct harness *h);
 
 /* The machine runs on a fake clock starting at 1 s; advance it by `ns` and
  * run every device timer that expired (in deadline order). */

@@ -4,8 +4,8 @@
  *
  * Under KVM the interrupt controllers and the PIT are the kernel's
  * (KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2): devices raise GSIs with
- * KVM_IRQ_LINE and MSIs with KVM_SIGNAL_MSI, and the board leaves those
- * devices out.  APs wait in the in-kernel LAPIC for INIT/SIPI, so starting
+ * KVM_IRQ_LINE and MSIs with KVM_SIGNAL_MSI or irqfds on MSI routes
+ * (kvm_irq.c), and the board leaves those devices out.  APs wait in the in-kernel LAPIC for INIT/SIPI, so starting
  * them is the guest's business.
  *
  * Stopping: vm_request_stop() may come from any thread.  stop() sets
@@ -72,29 +72,6 @@ void kvm_probe(struct kvm_host_info *info)
 	close(fd);
 }
 
-/* ---- interrupts: the in-kernel irqchip ---------------------------------- */
-
-static void kvm_set_level(void *opaque, unsigned gsi, bool level)
-{
-	struct kvm_state *k = opaque;
-	struct kvm_irq_level l = { .irq = gsi, .level = level };
-
-	if (ioctl(k->vm_fd, KVM_IRQ_LINE, &l) < 0)
-		log_debug("KVM_IRQ_LINE %u: %s", gsi, strerror(errno));
-}
-
-static void kvm_send_msi(void *opaque, uint64_t addr, uint32_t data)
-{
-	struct kvm_state *k = opaque;
-	struct kvm_msi msi = {
-		.address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
-		.data = data,
-	};
-
-	if (ioctl(k->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
-		log_debug("KVM_SIGNAL_MSI: %s", strerror(errno));
-}
-
 /* ---- ioeventfd: doorbells the kernel signals without an exit ------------- */
 
 static int kvm_ioeventfd(void *opaque, bool pio, uint64_t addr, unsigned len,
@@ -112,11 +89,6 @@ static int kvm_ioeventfd(void *opaque, bool pio, uint64_t addr, unsigned len,
 
 static const struct vm_ioeventfd_ops kvm_ioeventfd_ops = {
 	.assign = kvm_ioeventfd,
-};
-
-static const struct irq_ops kvm_irq_ops = {
-	.set_level = kvm_set_level,
-	.send_msi = kvm_send_msi,
 };
 
 /* ---- crash reports ------------------------------------------------------ */
@@ -518,7 +490,7 @@ static int kvm_create(struct vm *vm, const struct x86_boot_regs *regs,
 
 	/* The kick signal must interrupt KVM_RUN: no SA_RESTART. */
 	sigaction(KVM_KICK_SIGNAL, &sa, NULL);
-	vm->irq.ops = &kvm_irq_ops;
+	vm->irq.ops = kvm_irq_init(k);
 	vm->irq.opaque = k;
 	if (ioctl(k->sys_fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD) > 0) {
 		vm->ioeventfd = &kvm_ioeventfd_ops;
@@ -597,6 +569,7 @@ static void kvm_destroy(void *state)
 		k->vm->irq.ops = NULL;
 	if (k->vm->ioeventfd_opaque == k)
 		k->vm->ioeventfd = NULL;
+	kvm_irq_destroy(k);
 	kvm_debug_destroy(k);
 	free(k);
 }

@@ -5,6 +5,7 @@
  *              vCPU threads and KVM_RUN exit dispatch
  * kvm_cpuid.c  CPUID from KVM_GET_SUPPORTED_CPUID, filtered, with topology
  * kvm_regs.c   initial registers, segment state, FPU, MSRs and LAPIC LVTs
+ * kvm_irq.c    KVM_IRQ_LINE, KVM_SIGNAL_MSI, the GSI routing table, irqfds
  */
 #ifndef KVMM_ACCEL_KVM_KVM_H
 #define KVMM_ACCEL_KVM_KVM_H

@@ -43,6 +43,22 @@ struct kvm_dbg {
 	int step_cpu;          /* -1: none */
 };
 
+/* One MSI route (kvm_irq.c); GSI = IRQ_MAX_GSI + its slot index. */
+struct kvm_msi_route {
+	bool used;
+	uint64_t addr;
+	uint32_t data;
+};
+
+/* The GSI routing table beyond the irqchip defaults (kvm_irq.c). */
+struct kvm_irq_routes {
+	bool initialised;        /* lock is valid */
+	pthread_mutex_t lock;
+	struct kvm_msi_route *slots;
+	unsigned nr_slots, nr_used;
+	unsigned max_entries;    /* KVM_CAP_IRQ_ROUTING */
+};
+
 struct kvm_state {
 	struct vm *vm;
 	int sys_fd, vm_fd;
@@ -52,7 +68,17 @@ struct kvm_state {
 	struct kvm_msr_list *msr_index;
 	struct kvm_cpuid2 *supported_cpuid;
 	struct kvm_dbg dbg;
+	struct kvm_irq_routes routes;
 };
+
+struct irq_ops;
+
+/* kvm_irq.c: after KVM_CREATE_IRQCHIP, the irq_ops for vm->irq (with MSI
+ * routes and irqfds when the host offers KVM_CAP_IRQ_ROUTING and
+ * KVM_CAP_IRQFD).  Needs sys_fd and vm_fd only. */
+const struct irq_ops *kvm_irq_init(struct kvm_state *k);
+/* Free the routing state (the kernel's goes with the VM fd). */
+void kvm_irq_destroy(struct kvm_state *k);
 
 /* kvm_debug.c */
 extern const struct accel_debug_ops kvm_debug_ops;
