@@ -882,6 +882,7 @@ struct hdr_info {
 	char backing[MAX_BACKING_NAME + 1];
 	char backing_fmt[64];
 	bool has_backing, has_backing_fmt;
+	uint64_t incompatible, compatible;
 };
 
 #define BAD(...) do { snprintf(err, errlen, __VA_ARGS__); r = -EINVAL; goto out; } while (0)
@@ -937,6 +938,8 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 		if (hlen < HDR_V3_LEN)
 			BAD("%s: truncated qcow2 version 3 header", path);
 		incompat = be64(h + 72);
+		hi->incompatible = incompat;
+		hi->compatible = be64(h + 80);
 		autoclear = be64(h + 88);
 		im->refcount_order = be32(h + 96);
 		if (im->refcount_order > 6)
@@ -1176,6 +1179,146 @@ static int open_chain(struct qimg *im, bool *force_ro, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	return open_backing(im, hi.backing, hi.backing_fmt, err, errlen);
+}
+
+int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
+	       size_t errlen)
+{
+	struct qimg im = { .fd = fd, .path = (char *)path };
+	struct hdr_info hi = { 0 };
+	bool force_ro = false;
+	struct stat st;
+	int r;
+
+	if (fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	im.file_size = (uint64_t)st.st_size;
+	r = parse_header(&im, &force_ro, &hi, err, errlen);
+	if (r)
+		return r;
+	memset(info, 0, sizeof(*info));
+	info->version = im.version;
+	info->size = im.size;
+	info->cluster_size = im.cluster_size;
+	info->refcount_bits = 1u << im.refcount_order;
+	info->dirty = hi.incompatible & INCOMPAT_DIRTY;
+	info->corrupt = hi.incompatible & INCOMPAT_CORRUPT;
+	info->lazy_refcounts = hi.compatible & 1;
+	if (hi.has_backing)
+		snprintf(info->backing, sizeof(info->backing), "%s", hi.backing);
+	if (hi.has_backing_fmt)
+		snprintf(info->backing_fmt, sizeof(info->backing_fmt), "%s", hi.backing_fmt);
+	return 0;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
+		 const char *backing, const char *backing_fmt, char *err,
+		 size_t errlen)
+{
+	uint64_t cs = cluster_size, l1_size, l1_clusters, meta, p;
+	unsigned bits = 0;
+	uint8_t *buf;
+	size_t blen, nlen = backing ? strlen(backing) : 0;
+	size_t flen = backing_fmt ? strlen(backing_fmt) : 0;
+	int fd, r = 0;
+
+	while (bits < 22 && (1ull << bits) < cs)
+		bits++;
+	if (bits < 9 || bits > 21 || (1ull << bits) != cs) {
+		snprintf(err, errlen, "%s: cluster size %u must be a power of two from 512 to 2M",
+			 path, cluster_size);
+		return -EINVAL;
+	}
+	if ((backing && (!backing_fmt || !nlen || nlen > MAX_BACKING_NAME)) ||
+	    flen >= 64 || size > (1ull << 61)) {
+		snprintf(err, errlen, "%s: bad size, backing file name or format", path);
+		return -EINVAL;
+	}
+	size = (size + 511) & ~511ull;
+	l1_size = (size + (cs << (bits - 3)) - 1) >> (2 * bits - 3);
+	l1_clusters = (l1_size * 8 + cs - 1) / cs;
+	if (!l1_clusters)
+		l1_clusters = 1;
+	/* Header, refcount_table, one refcount_block, l1_table: all counted
+	 * by that one refcount_block (16-bit refcounts: cs / 2 clusters). */
+	meta = 3 + l1_clusters;
+	if (l1_size * 8 > MAX_L1_BYTES || meta > cs / 2) {
+		snprintf(err, errlen, "%s: size %" PRIu64 " too large for %u-byte clusters",
+			 path, size, cluster_size);
+		return -EINVAL;
+	}
+	if (HDR_V3_LEN + 8 + 8 + ((flen + 7) & ~7ull) + 8 + nlen > cs) {
+		snprintf(err, errlen, "%s: backing file name too long for %u-byte clusters",
+			 path, cluster_size);
+		return -EINVAL;
+	}
+	blen = meta * cs;
+	buf = calloc(1, blen);
+	if (!buf)
+		return -ENOMEM;
+	put_be32(buf, QCOW2_MAGIC);
+	put_be32(buf + 4, 3);
+	put_be32(buf + 20, bits);
+	put_be64(buf + 24, size);
+	put_be32(buf + 36, (uint32_t)l1_size);
+	put_be64(buf + 40, 3 * cs);
+	put_be64(buf + 48, cs);
+	put_be32(buf + 56, 1);
+	put_be32(buf + 96, 4);
+	/* header_length 112: the compression_type byte (0, zlib) padded. */
+	put_be32(buf + 100, HDR_V3_LEN + 8);
+	p = HDR_V3_LEN + 8;
+	if (backing) {
+		put_be32(buf + p, EXT_BACKING_FMT);
+		put_be32(buf + p + 4, (uint32_t)flen);
+		memcpy(buf + p + 8, backing_fmt, flen);
+		p += 8 + ((flen + 7) & ~7ull);
+	}
+	p += 8; /* the end marker: type 0, length 0 */
+	if (backing) {
+		put_be64(buf + 8, p);
+		put_be32(buf + 16, (uint32_t)nlen);
+		memcpy(buf + p, backing, nlen);
+	}
+	put_be64(buf + cs, 2 * cs);
+	for (uint64_t i = 0; i < meta; i++) {
+		buf[2 * cs + 2 * i] = 0;
+		buf[2 * cs + 2 * i + 1] = 1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		free(buf);
+		return r;
+	}
+	for (uint64_t off = 0; off < blen && !r;) {
+		ssize_t n = pwrite(fd, buf + off, blen - off, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EIO;
+		else
+			off += n;
+	}
+	if (!r && fsync(fd))
+		r = -errno;
+	if (r)
+		snprintf(err, errlen, "%s: cannot write: %s", path, strerror(-r));
+	close(fd);
+	free(buf);
+	return r;
 }
 
 static void qcow2_close(struct block_dev *bd)

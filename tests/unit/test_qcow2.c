@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "block/block.h"
+#include "block/qcow2.h"
 #include "core/event_loop.h"
 
 #define MiB (1024 * 1024)
@@ -340,6 +341,52 @@ static void test_write_compressed(void **state)
 	write_and_check("c.qcow2", writes, NWRITES);
 }
 
+/* Images kvmm creates: QEMU finds them clean, reads them as kvmm says
+ * (an overlay shows its backing file), and kvmm writes them cleanly. */
+static void test_create_and_info(void **state)
+{
+	static const uint32_t sizes[] = { 512, 4096, 65536, 2u << 20 };
+	struct qcow2_info qi;
+	char path[512], err[512] = "";
+	int fd;
+
+	(void)state;
+	NEED_QEMU();
+	for (unsigned i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/n.qcow2", g->dir);
+		assert_int_equal(qcow2_create(path, 8 * MiB + 100, sizes[i], NULL, NULL,
+					      err, sizeof(err)), 0);
+		must(sh("qemu-img check n.qcow2"));
+		fd = open(path, O_RDONLY);
+		assert_int_equal(qcow2_info(fd, path, &qi, err, sizeof(err)), 0);
+		close(fd);
+		assert_int_equal(qi.version, 3);
+		assert_int_equal(qi.size, 8 * MiB + 512);
+		assert_int_equal(qi.cluster_size, sizes[i]);
+		assert_int_equal(qi.refcount_bits, 16);
+		assert_string_equal(qi.backing, "");
+		write_and_check("n.qcow2", writes, NWRITES);
+	}
+	make_pattern_raw("base.raw", 8 * MiB, 13);
+	snprintf(path, sizeof(path), "%s/o.qcow2", g->dir);
+	assert_int_equal(qcow2_create(path, 8 * MiB, 65536, "base.raw", "raw", err, sizeof(err)), 0);
+	must(sh("qemu-img check o.qcow2"));
+	must(sh("qemu-img info o.qcow2 | grep -qx 'backing file format: raw'"));
+	fd = open(path, O_RDONLY);
+	assert_int_equal(qcow2_info(fd, path, &qi, err, sizeof(err)), 0);
+	close(fd);
+	assert_string_equal(qi.backing, "base.raw");
+	assert_string_equal(qi.backing_fmt, "raw");
+	check_reads_like_qemu("o.qcow2");
+	write_and_check("o.qcow2", writes, NWRITES);
+	/* Refusals. */
+	assert_int_equal(qcow2_create(path, MiB, 1000, NULL, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "power of two"));
+	assert_int_equal(qcow2_create(path, MiB, 65536, "b", NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(qcow2_create(path, 1ull << 40, 512, NULL, NULL, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "too large"));
+}
+
 /* ---- bad images ---- */
 
 static void patch(const char *name, uint64_t off, const void *bytes, size_t len)
@@ -474,6 +521,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_allocating, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_over_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_compressed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_and_info, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_opens_readonly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backing_rules, setup, teardown),
