@@ -39,8 +39,8 @@
  * later: metadata lookups are synchronous anyway while the l2 cache is
  * small.  bd->stats.sqes counts requests, not system calls.
  *
- * Allocation.  New clusters come from the end of the file (next_free),
- * skipping any cluster the refcounts say is in use.  Writing a cluster that
+ * Allocation.  New clusters come from the end of the file (next_free);
+ * a refcount claiming one of them is in use is corruption.  Writing a cluster that
  * is not COPIED (unallocated, zero, compressed, or shared with a snapshot)
  * allocates a new one, fills it (the old contents, from the backing file,
  * the compressed data or zeros, merged with the new bytes), then points
@@ -550,21 +550,22 @@ static bool is_fixed_metadata(const struct qimg *im, uint64_t host)
 		end > im->reftable_offset);
 }
 
-/* A free host cluster, its refcount set to 1. */
+/* A free host cluster at the end of the file, its refcount set to 1.
+ * Nothing past the end can be in use: a refcount there is corruption,
+ * refused rather than skipped (skipping could walk a hostile
+ * refcount_table's claims for a very long time). */
 static int alloc_cluster(struct qimg *im, uint64_t *host)
 {
-	for (;;) {
-		uint64_t off = im->next_free, v;
-		int r = get_refcount(im, off >> im->cluster_bits, &v);
+	uint64_t off = im->next_free, v;
+	int r = get_refcount(im, off >> im->cluster_bits, &v);
 
-		if (r)
-			return r;
-		im->next_free += im->cluster_size;
-		if (v || is_fixed_metadata(im, off))
-			continue;
-		*host = off;
-		return set_refcount(im, off >> im->cluster_bits, 1);
-	}
+	if (r)
+		return r;
+	if (v)
+		return corrupt(im, "refcount for a cluster past the end of the file", off);
+	im->next_free += im->cluster_size;
+	*host = off;
+	return set_refcount(im, off >> im->cluster_bits, 1);
 }
 
 /* Before a table entry starts referencing newly counted clusters. */
@@ -1132,11 +1133,18 @@ static int open_backing(struct qimg *child, const char *name, const char *fmt,
 			 child->path, b->path, fmt);
 		return -ENOTSUP;
 	}
-	b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO named by a hostile image must not hang the
+	 * open; it is refused below (regular files ignore the flag). */
+	b->fd = open(b->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (b->fd < 0 || fstat(b->fd, &st) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "%s: backing file %s: %s", child->path, b->path, strerror(-r));
 		return r;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "%s: backing file %s is not a regular file or block device",
+			 child->path, b->path);
+		return -EINVAL;
 	}
 	b->dev = st.st_dev;
 	b->ino = st.st_ino;
