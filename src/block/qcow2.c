@@ -28,8 +28,14 @@
  *
  * The image is untrusted input: every header field is checked at open
  * (a message names the field), every offset read from a table is checked
- * for alignment before use, reads past the end of the file read zeros,
- * and writes never target the header, the l1_table or the refcount_table.
+ * for alignment before use, reads past the end of the file read zeros.
+ * At open, the l2_table and refcount_block offsets the tables name are
+ * collected into two sorted sets, keeping only those inside the file and
+ * clear of the header, the l1_table, the refcount_table and each other; a
+ * table pointer outside its set is corruption when used, and a data
+ * cluster is written in place only if it is in neither set and below
+ * next_free.  So a hostile image cannot make a guest write land on
+ * metadata, nor on a cluster the allocator will hand out later.
  *
  * Requests.  submit() only queues the request (its iovec copied) and
  * raises an eventfd watched on the device's event loop; the handler runs
@@ -111,6 +117,12 @@
 #define L2_CACHE_MAX_SLOTS   32
 #define ZERO_CHUNK           (1u << 20)
 
+/* A sorted set of host offsets. */
+struct oset {
+	uint64_t *v;
+	size_t n, cap;
+};
+
 struct l2_slot {
 	uint64_t offset;        /* host offset of the l2_table; 0 = empty */
 	uint64_t used;          /* LRU clock */
@@ -140,7 +152,8 @@ struct qimg {
 	struct l2_slot *l2_cache;
 	unsigned l2_slots;
 	uint64_t lru_clock;
-	uint64_t next_free;     /* where the next cluster is looked for */
+	uint64_t next_free;     /* where the next cluster is allocated */
+	struct oset l2s, rbs;   /* every l2_table, refcount_block */
 	bool refcounts_unsynced;
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
@@ -230,6 +243,61 @@ static int corrupt(const struct qimg *im, const char *what, uint64_t v)
 	return -EIO;
 }
 
+/* ---- the metadata set ---- */
+
+static size_t oset_pos(const struct oset *o, uint64_t off)
+{
+	size_t lo = 0, hi = o->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (o->v[mid] < off)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static bool oset_has(const struct oset *o, uint64_t off)
+{
+	size_t i = oset_pos(o, off);
+
+	return i < o->n && o->v[i] == off;
+}
+
+static int oset_add(struct oset *o, uint64_t off)
+{
+	size_t i = oset_pos(o, off);
+
+	if (i < o->n && o->v[i] == off)
+		return 0;
+	if (o->n == o->cap) {
+		size_t cap = o->cap ? 2 * o->cap : 64;
+		uint64_t *v = realloc(o->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		o->v = v;
+		o->cap = cap;
+	}
+	memmove(o->v + i + 1, o->v + i, (o->n - i) * sizeof(*o->v));
+	o->v[i] = off;
+	o->n++;
+	return 0;
+}
+
+/* A table pointer read from the image must be in its set: a table that
+ * was inside the file at open, clear of the header, the l1_table, the
+ * refcount_table and tables of the other kind (or one we allocated).
+ * Anything else could overlap clusters we write. */
+static int check_table(const struct qimg *im, const struct oset *o, uint64_t off,
+		       const char *what)
+{
+	return oset_has(o, off) ? 0 : corrupt(im, what, off);
+}
+
 /* ---- l2 cache ---- */
 
 /* The l2_table at host offset `off` (cluster aligned, checked by the
@@ -274,8 +342,9 @@ static int l2_entry(struct qimg *im, uint64_t g, uint64_t *entry)
 	l2_off = im->l1[l1_idx] & OFFSET_MASK;
 	if (!l2_off)
 		return 0;
-	if (!cluster_aligned(im, l2_off))
-		return corrupt(im, "unaligned l2_table offset", l2_off);
+	r = check_table(im, &im->l2s, l2_off, "bad l2_table offset");
+	if (r)
+		return r;
 	r = l2_load(im, l2_off, &table);
 	if (r)
 		return r;
@@ -403,10 +472,8 @@ static int ref_locate(struct qimg *im, uint64_t idx, uint64_t *rb, uint64_t *bit
 	uint64_t t = idx >> rb_bits(im);
 
 	*rb = t < im->reftable_entries ? im->reftable[t] & REFT_OFFSET_MASK : 0;
-	if (*rb && !cluster_aligned(im, *rb))
-		return corrupt(im, "unaligned refcount_block", *rb);
 	*bit = (idx & ((1ull << rb_bits(im)) - 1)) << im->refcount_order;
-	return 0;
+	return *rb ? check_table(im, &im->rbs, *rb, "bad refcount_block offset") : 0;
 }
 
 static uint64_t ref_from(const uint8_t *p, unsigned width, uint64_t bit)
@@ -481,6 +548,9 @@ static int alloc_refblock(struct qimg *im, uint64_t t)
 	/* The block must be on disk before the table points at it. */
 	if (!r && fdatasync(im->fd))
 		r = -errno;
+	if (r)
+		return r;
+	r = oset_add(&im->rbs, nb);
 	if (r)
 		return r;
 	put_be64(e, nb);
@@ -591,8 +661,11 @@ static int l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t 
 	uint8_t e[8];
 	int r;
 
-	if (old_off && !cluster_aligned(im, old_off))
-		return corrupt(im, "unaligned l2_table offset", old_off);
+	if (old_off) {
+		r = check_table(im, &im->l2s, old_off, "bad l2_table offset");
+		if (r)
+			return r;
+	}
 	if (old_off && (old & ENTRY_COPIED)) {
 		*l2_off = old_off;
 		return l2_load(im, old_off, table);
@@ -603,6 +676,8 @@ static int l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t 
 			return r;
 	}
 	r = alloc_cluster(im, &nt);
+	if (!r)
+		r = oset_add(&im->l2s, nt);
 	if (r)
 		return r;
 	/* Load the new table into the cache (reads zeros past the end of
@@ -662,7 +737,11 @@ static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t 
 	host = entry & OFFSET_MASK;
 	if ((entry & ENTRY_COPIED) && !(entry & L2E_COMPRESSED) && host &&
 	    !(entry & L2E_ZERO)) {
-		if (!cluster_aligned(im, host) || is_fixed_metadata(im, host))
+		/* Never through a data entry onto metadata, nor past the
+		 * end of the file where the allocator hands out clusters. */
+		if (!cluster_aligned(im, host) || is_fixed_metadata(im, host) ||
+		    oset_has(&im->l2s, host) || oset_has(&im->rbs, host) ||
+		    host >= im->next_free)
 			return corrupt(im, "bad data cluster entry", entry);
 		return wr(im, buf, n, host + in);
 	}
@@ -849,6 +928,8 @@ static void img_free(struct qimg *im)
 		free(im->l2_cache);
 		free(im->l1);
 		free(im->reftable);
+		free(im->l2s.v);
+		free(im->rbs.v);
 		free(im->cbuf);
 		free(im->dbuf);
 		free(im->path);
@@ -1098,6 +1179,23 @@ static int load_tables(struct qimg *im, char *err, size_t errlen)
 		return r;
 	}
 	im->next_free = (im->file_size + cs - 1) & ~(cs - 1);
+	/* The tables' pointers that are usable; the others are reported as
+	 * corruption when used. */
+	for (uint32_t i = 0; i < im->l1_size; i++) {
+		uint64_t o = im->l1[i] & OFFSET_MASK;
+
+		if (o && cluster_aligned(im, o) && o + cs <= im->file_size &&
+		    !is_fixed_metadata(im, o) && oset_add(&im->l2s, o))
+			goto nomem;
+	}
+	for (uint64_t i = 0; i < im->reftable_entries; i++) {
+		uint64_t o = im->reftable[i] & REFT_OFFSET_MASK;
+
+		if (o && cluster_aligned(im, o) && o + cs <= im->file_size &&
+		    !is_fixed_metadata(im, o) && !oset_has(&im->l2s, o) &&
+		    oset_add(&im->rbs, o))
+			goto nomem;
+	}
 	return 0;
 nomem:
 	snprintf(err, errlen, "%s: out of memory", im->path);
