@@ -387,6 +387,22 @@ static void test_create_and_info(void **state)
 	assert_non_null(strstr(err, "too large"));
 }
 
+/* With an internal snapshot, l2_tables and data clusters are shared
+ * (refcount 2, no COPIED): kvmm must copy them before writing, and the
+ * snapshot must keep its old content. */
+static void test_write_with_snapshot(void **state)
+{
+	(void)state;
+	NEED_QEMU();
+	must(sh("qemu-img create -f qcow2 -o cluster_size=4k s.qcow2 8M && "
+		"qemu-io -c 'write -P 0x31 0 3M' -c 'write -P 0x32 6M 100k' s.qcow2 && "
+		"qemu-img snapshot -c snap1 s.qcow2 && "
+		"qemu-img convert -O raw -l snapshot.name=snap1 s.qcow2 snap1.raw"));
+	write_and_check("s.qcow2", writes, NWRITES);
+	must(sh("qemu-img convert -O raw -l snapshot.name=snap1 s.qcow2 snap1-after.raw && "
+		"cmp snap1.raw snap1-after.raw"));
+}
+
 /* ---- bad images ---- */
 
 static void patch(const char *name, uint64_t off, const void *bytes, size_t len)
@@ -521,6 +537,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_allocating, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_over_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_compressed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_with_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_and_info, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_opens_readonly, setup, teardown),
