@@ -51,6 +51,11 @@
  *                another process is refused unless read-only).  A QEMU
  *                reader that does not share WRITE (locks 201) still keeps
  *                a kvmm writer out.
+ *   backing:     a backing file of a qcow2 image holds CONSISTENT_READ and
+ *                shares all but WRITE and RESIZE (QEMU's rule for a
+ *                backing child: its content must not change under the
+ *                overlay): locks 100, 201, 203.  Other readers and
+ *                overlays coexist; a writer is refused, and keeps it out.
  * A file system without OFD locks (some network file systems) gives
  * EINVAL/ENOLCK/EOPNOTSUPP: the open fails, as QEMU's locking=on does.
  */
@@ -107,13 +112,10 @@ static int ofd_byte_taken(int fd, off_t off)
 	return fl.l_type != F_UNLCK;
 }
 
-static int lock_image(int fd, const char *path, bool readonly, char *err,
-		      size_t errlen)
+static int lock_perms(int fd, const char *path, unsigned perm, unsigned shared,
+		      char *err, size_t errlen)
 {
-	unsigned perm = readonly ? PERM_CONSISTENT_READ
-				 : PERM_CONSISTENT_READ | PERM_WRITE;
-	unsigned shared = readonly ? PERM_ALL
-				   : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
+	bool readonly = !(perm & PERM_WRITE);
 	int r;
 
 	for (int i = 0; i < PERM_BITS; i++) {
@@ -150,6 +152,21 @@ fail:
 	}
 	snprintf(err, errlen, "%s: cannot lock: %s", path, strerror(-r));
 	return r;
+}
+
+static int lock_image(int fd, const char *path, bool readonly, char *err,
+		      size_t errlen)
+{
+	return lock_perms(fd, path,
+			  readonly ? PERM_CONSISTENT_READ : PERM_CONSISTENT_READ | PERM_WRITE,
+			  readonly ? PERM_ALL : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED,
+			  err, errlen);
+}
+
+int block_lock_backing(int fd, const char *path, char *err, size_t errlen)
+{
+	return lock_perms(fd, path, PERM_CONSISTENT_READ,
+			  PERM_ALL & ~(PERM_WRITE | PERM_RESIZE), err, errlen);
 }
 
 /* Decide the format: o->format if given, else from the first bytes of the

@@ -119,6 +119,13 @@ struct block_opts {
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
 
+/* For format drivers (qcow2.c): lock a backing file open on `fd` as QEMU
+ * locks a backing child: hold CONSISTENT_READ, share all but WRITE and
+ * RESIZE, so nobody writes it while an overlay reads it (the OFD locks
+ * go with fd's close).  Returns 0, -EAGAIN when another open file writes
+ * it (a message naming `path` in err), or -errno. */
+int block_lock_backing(int fd, const char *path, char *err, size_t errlen);
+
 /* Wrap a driver supplied by the caller (tests). `state` is the driver's
  * (freed by its close).  logical_block is 512.  Returns 0 or -ENOMEM. */
 int block_open_driver(const struct block_driver *drv, void *state,

@@ -64,8 +64,9 @@
  * refcount_table is not grown (allocation fails with -ENOSPC); with the
  * default 64 KiB clusters one refcount_table cluster covers 16 TiB.
  *
- * Backing files (raw or qcow2) are opened read-only with the format the
- * backing format extension names; an image without one is refused rather
+ * Backing files (raw or qcow2) are opened read-only, locked as QEMU locks
+ * a backing file (block_lock_backing: nobody may write it while we read
+ * it), with the format the backing format extension names; an image without one is refused rather
  * than having its backing file's format guessed.  A chain may be of any
  * depth; a file met twice (same device and inode) is a loop and refused.
  */
@@ -1246,6 +1247,9 @@ static int open_backing(struct qimg *child, const char *name, const char *fmt,
 	}
 	b->dev = st.st_dev;
 	b->ino = st.st_ino;
+	r = block_lock_backing(b->fd, b->path, err, errlen);
+	if (r)
+		return r;
 	for (struct qimg *c = child; c; c = c->child) {
 		if (c->dev == b->dev && c->ino == b->ino) {
 			snprintf(err, errlen, "%s: backing file %s makes a loop in the chain",

@@ -403,6 +403,34 @@ static void test_write_with_snapshot(void **state)
 		"cmp snap1.raw snap1-after.raw"));
 }
 
+/* A backing file is locked as QEMU locks one: no writer while an overlay
+ * reads it, readers and other overlays welcome. */
+static void test_backing_locked(void **state)
+{
+	struct block_dev *ov, *ov2, *base;
+	char err[512] = "";
+
+	(void)state;
+	NEED_QEMU();
+	make_pattern_raw("base.raw", MiB, 2);
+	must(sh("qemu-img create -f qcow2 -b base.raw -F raw o1.qcow2 && "
+		"qemu-img create -f qcow2 -b base.raw -F raw o2.qcow2"));
+	ov = open_ok("o1.qcow2", NULL, false);
+	ov2 = open_ok("o2.qcow2", NULL, false);
+	assert_int_equal(try_open("base.raw", "raw", false, &base, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "locked"));
+	base = open_ok("base.raw", "raw", true);
+	block_close(base);
+	assert_int_not_equal(sh("qemu-io -f raw -c 'write 0 512' base.raw"), 0);
+	block_close(ov2);
+	block_close(ov);
+	/* A writer keeps overlays out. */
+	base = open_ok("base.raw", "raw", false);
+	assert_int_equal(try_open("o1.qcow2", NULL, true, &ov, err, sizeof(err)), -EAGAIN);
+	assert_non_null(strstr(err, "base.raw"));
+	block_close(base);
+}
+
 /* ---- bad images ---- */
 
 static void patch(const char *name, uint64_t off, const void *bytes, size_t len)
@@ -538,6 +566,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_over_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_with_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backing_locked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_and_info, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_opens_readonly, setup, teardown),
