@@ -57,8 +57,9 @@
  * Crash safety.  Writes reach the file in the order data, refcounts,
  * l2_table, l1_table, with an fdatasync between the refcount updates and
  * the first table write that references what they counted (the
- * refcounts_unsynced flag), and one before a refcount_table entry points
- * at a new refcount_block.  A crash at any instant thus leaves at most
+ * refcounts_unsynced flag; one per request, however many clusters it
+ * allocates: img_write defers its l2 updates), and one before a
+ * refcount_table entry points at a new refcount_block.  A crash at any instant thus leaves at most
  * leaked clusters (refcount too high), never a reference to a cluster
  * counted free.  Flush is fdatasync of the image.  Known limit: a full
  * refcount_table is not grown (allocation fails with -ENOSPC); with the
@@ -723,15 +724,26 @@ static int l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t 
 	return l2_load(im, nt, table);
 }
 
-/* Guest bytes [g, g + n), within one cluster. */
-static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t n)
+/* An l2 entry to point at a newly written cluster, once the refcounts
+ * that count it are on disk. */
+struct l2_update {
+	uint64_t l2_off, idx;   /* the l2_table (host offset), entry index */
+	uint64_t entry, old;    /* new and previous l2 entries */
+};
+
+/* Guest bytes [g, g + n), within one cluster: written in place (*u_used
+ * stays false), or into a new cluster, filled whole with the old contents
+ * around the new bytes, whose l2 update is left in *u. */
+static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t n,
+		      struct l2_update *u, bool *u_used)
 {
 	uint64_t cs = im->cluster_size, in = g & (cs - 1), cstart = g - in;
 	uint64_t idx = (g >> im->cluster_bits) & ((1ull << im->l2_bits) - 1);
 	uint64_t l2_off, *table, entry, host, nh;
-	uint8_t *cl, e[8];
+	uint8_t *cl;
 	int r = l2_for_write(im, g, &l2_off, &table);
 
+	*u_used = false;
 	if (r)
 		return r;
 	entry = be64((uint8_t *)&table[idx]);
@@ -746,7 +758,6 @@ static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t 
 			return corrupt(im, "bad data cluster entry", entry);
 		return wr(im, buf, n, host + in);
 	}
-	/* A new cluster, filled whole: old contents around the new bytes. */
 	cl = malloc(cs);
 	if (!cl)
 		return -ENOMEM;
@@ -763,49 +774,73 @@ static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t 
 	if (!r)
 		r = wr(im, cl, cs, nh);
 	free(cl);
-	if (!r)
-		r = sync_refcounts(im);
 	if (r)
 		return r;
-	/* The cache slot may have been reused while allocating. */
-	r = l2_load(im, l2_off, &table);
+	*u = (struct l2_update){ l2_off, idx, nh | ENTRY_COPIED, entry };
+	*u_used = true;
+	return 0;
+}
+
+/* Point the l2_table at the new cluster, then drop the old cluster's
+ * reference: a crash in between leaks, never frees what is in use. */
+static int apply_update(struct qimg *im, const struct l2_update *u)
+{
+	uint64_t *table, host = u->old & OFFSET_MASK;
+	uint8_t e[8];
+	int r = l2_load(im, u->l2_off, &table);
+
 	if (r)
 		return r;
-	put_be64(e, nh | ENTRY_COPIED);
-	memcpy(&table[idx], e, 8);
-	r = wr(im, e, 8, l2_off + idx * 8);
+	put_be64(e, u->entry);
+	memcpy(&table[u->idx], e, 8);
+	r = wr(im, e, 8, u->l2_off + u->idx * 8);
 	if (r)
 		return r;
-	if (entry & L2E_COMPRESSED) {
+	if (u->old & L2E_COMPRESSED) {
 		unsigned x = 62 - (im->cluster_bits - 8);
-		uint64_t coff = entry & ((1ull << x) - 1);
-		uint64_t nsec = ((entry & ~L2E_COMPRESSED & ~ENTRY_COPIED) >> x) + 1;
+		uint64_t coff = u->old & ((1ull << x) - 1);
+		uint64_t nsec = ((u->old & ~L2E_COMPRESSED & ~ENTRY_COPIED) >> x) + 1;
 
 		return unref_range(im, coff, nsec * 512 - (coff & 511));
 	}
 	/* Not written in place: a host cluster it had (shared, or
 	 * preallocated with the zero flag) loses this reference. */
 	if (host)
-		return unref_range(im, host, cs);
+		return unref_range(im, host, im->cluster_size);
 	return 0;
 }
 
+/* One request's clusters: data and refcounts of all new clusters first,
+ * one fdatasync, then every l2 update (not a sync per cluster). */
 static int img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len)
 {
-	while (len) {
-		uint64_t n = im->cluster_size - (off & (im->cluster_size - 1));
-		int r;
+	uint64_t cs = im->cluster_size;
+	size_t max = (size_t)(len / cs + 2), nr = 0;
+	struct l2_update *ups = malloc(max * sizeof(*ups));
+	int r = 0;
+
+	if (!ups)
+		return -ENOMEM;
+	while (len && !r) {
+		uint64_t n = cs - (off & (cs - 1));
+		bool used;
 
 		if (n > len)
 			n = len;
-		r = write_part(im, off, buf, n);
-		if (r)
-			return r;
+		r = write_part(im, off, buf, n, &ups[nr], &used);
+		nr += used;
 		off += n;
 		buf += n;
 		len -= n;
 	}
-	return 0;
+	/* On failure the new clusters stay unreferenced: leaked, as a crash
+	 * would leave them. */
+	if (!r && nr)
+		r = sync_refcounts(im);
+	for (size_t i = 0; i < nr && !r; i++)
+		r = apply_update(im, &ups[i]);
+	free(ups);
+	return r;
 }
 
 /* ---- requests ---- */
