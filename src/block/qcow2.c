@@ -1156,7 +1156,9 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 		BAD("%s: snapshots_offset 0x%" PRIx64 " not cluster-aligned or past the end of the file",
 		    path, snap_off);
 	if (bf_off) {
-		if (bf_size == 0 || bf_size > MAX_BACKING_NAME ||
+		/* Inside cluster 0, which h holds (cluster_size may be
+		 * smaller than the longest name). */
+		if (bf_size == 0 || bf_size > MAX_BACKING_NAME || bf_size > im->cluster_size ||
 		    bf_off > im->cluster_size - bf_size || bf_off + bf_size > im->file_size)
 			BAD("%s: backing file name (offset %" PRIu64 ", %u bytes) out of range",
 			    path, bf_off, bf_size);

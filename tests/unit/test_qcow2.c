@@ -482,6 +482,11 @@ static void test_bad_headers(void **state)
 	must(sh("cp ok.qcow2 ext.qcow2"));
 	patch("ext.qcow2", 72, bit4, 8);
 	expect_refused("ext.qcow2", true, -ENOTSUP, "extended L2 entries");
+	/* A backing file name longer than a 512-byte cluster, far into a
+	 * file larger than the 2 MiB read for the header. */
+	must(sh("qemu-img create -f qcow2 -o cluster_size=512 bn.qcow2 1M && truncate -s 4M bn.qcow2"));
+	patch("bn.qcow2", 8, (uint8_t[]){ 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 0, 0x03, 0xff }, 12);
+	expect_refused("bn.qcow2", true, -EINVAL, "backing file name");
 	/* The image's own feature name table names the dirty bit; dirty
 	 * images open read-only only. */
 	must(sh("cp ok.qcow2 dirty.qcow2"));
