@@ -1,6 +1,6 @@
 /*
  * main.c - the kvmm binary: one program, several front doors (BRIEF.md):
- * `kvmm run` (the VMM) today; `kvmm img` and `kvmm ctl` follow.
+ * `kvmm run` (the VMM) and `kvmm img` (disk images) today; `kvmm ctl` follows.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +14,7 @@ static void usage(FILE *f)
 "\n"
 "commands:\n"
 "  run       boot a virtual machine (kvmm run --help)\n"
+"  img       create and inspect disk images (kvmm img --help)\n"
 "\n"
 "  --version print the version\n"
 "  --help    this text\n");
@@ -27,6 +28,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "run"))
 		return cli_run(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "img"))
+		return cli_img(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--version")) {
 		printf("kvmm %s\n", KVMM_VERSION);
 		return 0;

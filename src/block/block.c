@@ -4,12 +4,14 @@
  *
  * Opening.  block_open() opens the file (O_RDONLY or O_RDWR, plus O_DIRECT
  * for cache=none), takes the locks, probes the format and measures the
- * image, then hands the descriptor to the format driver.  Only raw exists
- * for now, so probing is a refusal list: a file starting with the qcow2
- * magic "QFI\xfb" is refused by name instead of being shown to the guest as
- * raw bytes (a guest writing to it would corrupt the image; QEMU refuses to
- * probe such a file as raw for the same reason).  An explicit format=raw
- * opens any file as raw, as in QEMU.
+ * image, then hands the descriptor to the format driver: raw.c or
+ * qcow2.c.  Probing knows one signature, the qcow2 magic "QFI\xfb";
+ * anything else is raw.  An explicit format=raw opens any file as raw, as
+ * in QEMU.  A raw image whose format was probed must not become something
+ * else under the guest (QEMU's rule, block/raw-format.c): a write touching
+ * its first 512 bytes must cover them from offset 0, and is refused with
+ * -EPERM when it would start the file with the qcow2 magic.  qcow2 with
+ * cache=none is refused for now (qcow2.c does buffered pread/pwrite).
  *
  * Size and block size.  A regular file's size is st_size, fixed at open; a
  * block device's is BLKGETSIZE64.  logical_block is 512 unless O_DIRECT is
@@ -49,6 +51,11 @@
  *                another process is refused unless read-only).  A QEMU
  *                reader that does not share WRITE (locks 201) still keeps
  *                a kvmm writer out.
+ *   backing:     a backing file of a qcow2 image holds CONSISTENT_READ and
+ *                shares all but WRITE and RESIZE (QEMU's rule for a
+ *                backing child: its content must not change under the
+ *                overlay): locks 100, 201, 203.  Other readers and
+ *                overlays coexist; a writer is refused, and keeps it out.
  * A file system without OFD locks (some network file systems) gives
  * EINVAL/ENOLCK/EOPNOTSUPP: the open fails, as QEMU's locking=on does.
  */
@@ -65,6 +72,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/qcow2.h"
 #include "block/raw.h"
 #include "util/log.h"
 
@@ -104,13 +112,10 @@ static int ofd_byte_taken(int fd, off_t off)
 	return fl.l_type != F_UNLCK;
 }
 
-static int lock_image(int fd, const char *path, bool readonly, char *err,
-		      size_t errlen)
+static int lock_perms(int fd, const char *path, unsigned perm, unsigned shared,
+		      char *err, size_t errlen)
 {
-	unsigned perm = readonly ? PERM_CONSISTENT_READ
-				 : PERM_CONSISTENT_READ | PERM_WRITE;
-	unsigned shared = readonly ? PERM_ALL
-				   : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
+	bool readonly = !(perm & PERM_WRITE);
 	int r;
 
 	for (int i = 0; i < PERM_BITS; i++) {
@@ -149,22 +154,43 @@ fail:
 	return r;
 }
 
-/* The first bytes of the image, through an aligned buffer so that an
- * O_DIRECT descriptor accepts the read.  An empty file reads as zeros. */
-static int probe_format(int fd, const struct block_opts *o, char *err,
-			size_t errlen)
+static int lock_image(int fd, const char *path, bool readonly, char *err,
+		      size_t errlen)
+{
+	return lock_perms(fd, path,
+			  readonly ? PERM_CONSISTENT_READ : PERM_CONSISTENT_READ | PERM_WRITE,
+			  readonly ? PERM_ALL : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED,
+			  err, errlen);
+}
+
+int block_lock_backing(int fd, const char *path, char *err, size_t errlen)
+{
+	return lock_perms(fd, path, PERM_CONSISTENT_READ,
+			  PERM_ALL & ~(PERM_WRITE | PERM_RESIZE), err, errlen);
+}
+
+/* Decide the format: o->format if given, else from the first bytes of the
+ * image (read through an aligned buffer so that an O_DIRECT descriptor
+ * accepts the read; an empty file reads as zeros, which is raw). */
+static int probe_format(int fd, const struct block_opts *o, bool *qcow2,
+			bool *probed, char *err, size_t errlen)
 {
 	void *buf = NULL;
 	ssize_t n;
 	int r = 0;
 
-	if (o->format && strcmp(o->format, "raw")) {
-		snprintf(err, errlen, "%s: unknown format \"%s\" (only raw is supported)",
-			 o->path, o->format);
-		return -EINVAL;
-	}
-	if (o->format)
+	*qcow2 = false;
+	*probed = false;
+	if (o->format) {
+		if (!strcmp(o->format, "qcow2"))
+			*qcow2 = true;
+		else if (strcmp(o->format, "raw")) {
+			snprintf(err, errlen, "%s: unknown format \"%s\" (raw or qcow2)",
+				 o->path, o->format);
+			return -EINVAL;
+		}
 		return 0;
+	}
 	if (posix_memalign(&buf, 4096, 4096))
 		return -ENOMEM;
 	do
@@ -173,9 +199,9 @@ static int probe_format(int fd, const struct block_opts *o, char *err,
 	if (n < 0) {
 		r = -errno;
 		snprintf(err, errlen, "%s: cannot read: %s", o->path, strerror(errno));
-	} else if (n >= 4 && !memcmp(buf, qcow2_magic, 4)) {
-		r = -EINVAL;
-		snprintf(err, errlen, "%s: qcow2 images are not supported yet", o->path);
+	} else {
+		*qcow2 = n >= 4 && !memcmp(buf, qcow2_magic, 4);
+		*probed = true;
 	}
 	free(buf);
 	return r;
@@ -233,6 +259,7 @@ int block_open(const struct block_opts *o, struct evloop *loop,
 		    (o->direct ? O_DIRECT : 0);
 	struct block_dev *bd;
 	uint32_t mem_align;
+	bool qcow2, probed;
 	int fd, r;
 
 	*out = NULL;
@@ -259,13 +286,21 @@ int block_open(const struct block_opts *o, struct evloop *loop,
 	bd->loop = loop;
 	r = lock_image(fd, o->path, o->readonly, err, errlen);
 	if (!r)
-		r = probe_format(fd, o, err, errlen);
+		r = probe_format(fd, o, &qcow2, &probed, err, errlen);
+	if (!r && qcow2 && o->direct) {
+		snprintf(err, errlen, "%s: cache=none is not supported with qcow2 yet", o->path);
+		r = -EINVAL;
+	}
 	if (!r)
 		r = measure(fd, o, bd, &mem_align, err, errlen);
 	if (r)
 		goto fail;
-	/* raw_open owns fd from here, on success and on failure. */
-	r = raw_open(bd, fd, o->direct, mem_align, err, errlen);
+	bd->probed_raw = probed && !qcow2;
+	/* The driver owns fd from here, on success and on failure. */
+	if (qcow2)
+		r = qcow2_open(bd, fd, err, errlen);
+	else
+		r = raw_open(bd, fd, o->direct, mem_align, err, errlen);
 	if (r) {
 		free(bd->name);
 		free(bd);
@@ -329,6 +364,22 @@ static int rw(struct block_dev *bd, enum block_op op, uint64_t offset,
 		return -EINVAL;
 	if (op != BLOCK_OP_READ && bd->readonly)
 		return -EROFS;
+	if (op == BLOCK_OP_WRITE && bd->probed_raw && offset < 512 && req.len) {
+		uint8_t head[4];
+		size_t got = 0;
+
+		if (offset || req.len < 512)
+			return -EINVAL;
+		for (int i = 0; i < iovcnt && got < sizeof(head); i++) {
+			size_t n = iov[i].iov_len < sizeof(head) - got
+					   ? iov[i].iov_len : sizeof(head) - got;
+
+			memcpy(head + got, iov[i].iov_base, n);
+			got += n;
+		}
+		if (!memcmp(head, qcow2_magic, sizeof(head)))
+			return -EPERM;
+	}
 	return bd->drv->submit(bd, &req);
 }
 

@@ -1,6 +1,6 @@
 /*
  * block.h - the block layer: one asynchronous interface over disk images,
- * whatever their format (raw.c now; qcow2.c later).
+ * whatever their format (raw.c, qcow2.c).
  *
  * Requests are byte-addressed (offset and length in bytes; devices convert
  * from their sectors of 512) and complete through a callback on the I/O
@@ -84,6 +84,9 @@ struct block_dev {
 	uint32_t logical_block;    /* bytes: 512, or the host's with O_DIRECT */
 	bool readonly;
 	bool can_discard;          /* DISCARD / WRITE_ZEROES really free space */
+	bool probed_raw;           /* raw by probing, not by format=raw: the
+				    * guest may not write a format's magic
+				    * into sector 0 (see block_writev) */
 	char *name;                /* the file path, for messages */
 	struct evloop *loop;
 	struct block_stats stats;  /* kept by the driver, I/O thread only */
@@ -91,7 +94,7 @@ struct block_dev {
 
 struct block_opts {
 	const char *path;
-	const char *format;        /* "raw", or NULL to probe */
+	const char *format;        /* "raw", "qcow2", or NULL to probe */
 	bool readonly;
 	bool direct;               /* cache=none: O_DIRECT */
 };
@@ -103,14 +106,25 @@ struct block_opts {
  * CONSISTENT_READ|WRITE and shares only CONSISTENT_READ|WRITE_UNCHANGED, so
  * it excludes other writers, kvmm's or QEMU's; a read-only open holds
  * CONSISTENT_READ and shares everything, so it coexists with readers and
- * writers.  format NULL probes: only raw exists, and a qcow2 file is
- * refused rather than exposed as raw.  With o->direct the file is opened
+ * writers.  format NULL probes: a file starting with the qcow2 magic is
+ * qcow2, anything else raw (bd->probed_raw).  A qcow2 image marked corrupt
+ * opens read-only (bd->readonly set); its backing chain is opened
+ * read-only with the formats the images record.  With o->direct the file is opened
  * O_DIRECT and logical_block is the host's (BLKSSZGET, statx
  * STATX_DIOALIGN, else 4096).  Returns 0 with *out set, or -errno with a
  * one-line message naming the file and the problem in err (-EAGAIN when
- * another process holds the lock, -EINVAL for a format we cannot open). */
+ * another process holds the lock, -EINVAL for a format we cannot open or
+ * an invalid image, -ENOTSUP for a qcow2 feature not implemented, -EROFS
+ * for a dirty qcow2 image opened for writing). */
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
+
+/* For format drivers (qcow2.c): lock a backing file open on `fd` as QEMU
+ * locks a backing child: hold CONSISTENT_READ, share all but WRITE and
+ * RESIZE, so nobody writes it while an overlay reads it (the OFD locks
+ * go with fd's close).  Returns 0, -EAGAIN when another open file writes
+ * it (a message naming `path` in err), or -errno. */
+int block_lock_backing(int fd, const char *path, char *err, size_t errlen);
 
 /* Wrap a driver supplied by the caller (tests). `state` is the driver's
  * (freed by its close).  logical_block is 512.  Returns 0 or -ENOMEM. */
@@ -123,7 +137,10 @@ int block_open_driver(const struct block_driver *drv, void *state,
  * zeroes on a read-only device -EROFS (done is not called on error).
  * With O_DIRECT, a write whose offset or length is not a multiple of
  * logical_block gives -EINVAL; unaligned memory and unaligned reads are
- * bounced.  Returns 0 when queued (sent at the next block_submit()). */
+ * bounced.  On a probed raw image (probed_raw), a write touching bytes
+ * 0..511 must start at 0 and cover them (-EINVAL otherwise) and may not
+ * start with the qcow2 magic (-EPERM).  Returns 0 when queued (sent at
+ * the next block_submit()). */
 int block_readv(struct block_dev *bd, uint64_t offset, const struct iovec *iov,
 		int iovcnt, block_done_fn done, void *opaque);
 int block_writev(struct block_dev *bd, uint64_t offset, const struct iovec *iov,

@@ -14,4 +14,8 @@
 /* `kvmm run ...`: boot one VM in the foreground. */
 int cli_run(int argc, char **argv);
 
+/* `kvmm img create|info ...`: disk image tools (qemu-img's options).
+ * Returns 0 or KVMM_EXIT_ERROR, with a message on stderr. */
+int cli_img(int argc, char **argv);
+
 #endif

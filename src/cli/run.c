@@ -71,7 +71,7 @@ static void usage(FILE *f)
 "                       on a virtio-console instead (the guest's hvc0; boot\n"
 "                       with console=hvc0), COM1 goes nowhere\n"
 "  --disk path=FILE[,readonly=on][,serial=STR][,cache=none|writeback]\n"
-"         [,queues=N][,format=raw][,transport=pci|mmio]\n"
+"         [,queues=N][,format=raw|qcow2][,transport=pci|mmio]\n"
 "                       a virtio-blk disk (repeatable: vda, vdb, ... in this\n"
 "                       order); cache=none uses O_DIRECT; a file another kvmm\n"
 "                       or QEMU has open for writing is refused\n"

@@ -97,8 +97,8 @@ static int parse_disk_field(const char *spec, struct run_disk *dk, char *kv,
 		}
 		dk->queues = (unsigned)n;
 	} else if (!strcmp(kv, "format")) {
-		if (strcmp(v, "raw")) {
-			log_error("--disk %s: format=%s is not supported (raw)", spec, v);
+		if (strcmp(v, "raw") && strcmp(v, "qcow2")) {
+			log_error("--disk %s: format=%s is not supported (raw or qcow2)", spec, v);
 			return 1;
 		}
 		dk->format = v;

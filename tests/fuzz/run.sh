@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh --coverage [TARGET...]    line coverage of the corpora
 #
 # Targets: fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load
-# fuzz_virtio_pci fuzz_virtqueue fuzz_virtio_blk
+# fuzz_virtio_pci fuzz_virtqueue fuzz_virtio_blk fuzz_qcow2
 # (default: all).  Environment:
 #   BUILD_FUZZ   build directory (build-fuzz), configured with clang and
 #                -Dfuzz=true if it does not exist yet
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 build=${BUILD_FUZZ:-build-fuzz}
-all_targets=(fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load fuzz_virtio_pci fuzz_virtqueue fuzz_virtio_blk)
+all_targets=(fuzz_boot_load fuzz_boot_split fuzz_devices fuzz_state_load fuzz_virtio_pci fuzz_virtqueue fuzz_virtio_blk fuzz_qcow2)
 coverage=0
 secs=60
 if [[ ${1:-} == --coverage ]]; then

@@ -1,0 +1,320 @@
+/*
+ * img.c - `kvmm img`: disk image tools, with qemu-img's option names so
+ * that scripts can switch between them.
+ *
+ *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]
+ *   kvmm img info [--output=human|json] FILE
+ *
+ * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
+ * written by qcow2_create() (block/qcow2.h).  Without SIZE, a qcow2 image
+ * with a backing file takes the backing file's virtual size.  As with
+ * qemu-img, a relative BACKING is relative to FILE's directory, and the
+ * backing format must be given (-F): kvmm never guesses it.
+ *
+ * info: the format is probed from the magic (qcow2, else raw).  The JSON
+ * uses qemu-img's key names (virtual-size, actual-size, cluster-size,
+ * backing-filename, backing-filename-format, dirty-flag, format-specific)
+ * for the fields kvmm knows.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "block/qcow2.h"
+#include "cli/cli.h"
+#include "util/size.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]\n"
+"       kvmm img info [--output=human|json] FILE\n"
+"\n"
+"SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
+"A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
+"required with -b.  qcow2 images are version 3 (compat 1.1), 16-bit\n"
+"refcounts, cluster_size 64k unless given (512 to 2M, a power of two).\n");
+}
+
+static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "kvmm img: error: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return KVMM_EXIT_ERROR;
+}
+
+/* The virtual size of `backing` (relative to image's directory) in `fmt`. */
+static int backing_size(const char *image, const char *backing, const char *fmt,
+			uint64_t *size)
+{
+	const char *slash = strrchr(image, '/');
+	char path[4096], err[512];
+	struct qcow2_info info;
+	off_t end;
+	int fd, r = 0;
+
+	if (backing[0] == '/' || !slash)
+		snprintf(path, sizeof(path), "%s", backing);
+	else
+		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - image), image, backing);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("backing file %s: %s", path, strerror(errno));
+	if (!strcmp(fmt, "qcow2")) {
+		r = qcow2_info(fd, path, &info, err, sizeof(err));
+		if (r)
+			fail("%s", err);
+		*size = info.size;
+	} else if ((end = lseek(fd, 0, SEEK_END)) < 0) {
+		r = fail("backing file %s: %s", path, strerror(errno));
+	} else {
+		*size = (uint64_t)end;
+	}
+	close(fd);
+	return r ? KVMM_EXIT_ERROR : 0;
+}
+
+static int img_create(int argc, char **argv)
+{
+	const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL, *file;
+	uint64_t size = 0, cs = 65536;
+	bool have_size = false;
+	char err[512];
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "f:b:F:o:h")) != -1) {
+		switch (c) {
+		case 'f': fmt = optarg; break;
+		case 'b': backing = optarg; break;
+		case 'F': backing_fmt = optarg; break;
+		case 'o': {
+			char *opts = optarg, *kv;
+
+			while ((kv = strsep(&opts, ","))) {
+				if (!strncmp(kv, "cluster_size=", 13)) {
+					if (size_parse(kv + 13, 1, &cs))
+						return fail("bad cluster_size: %s", kv + 13);
+				} else if (*kv) {
+					return fail("unknown option -o %s (cluster_size)", kv);
+				}
+			}
+			break;
+		}
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return KVMM_EXIT_ERROR;
+		}
+	}
+	if (optind >= argc || argc - optind > 2) {
+		usage(stderr);
+		return KVMM_EXIT_ERROR;
+	}
+	file = argv[optind];
+	if (argc - optind == 2) {
+		if (size_parse(argv[optind + 1], 1, &size))
+			return fail("bad size: %s", argv[optind + 1]);
+		have_size = true;
+	}
+	if (!fmt)
+		return fail("-f raw|qcow2 is required");
+	if (backing && !backing_fmt)
+		return fail("-b %s needs -F raw|qcow2: kvmm does not guess a backing format",
+			    backing);
+	if (backing_fmt && strcmp(backing_fmt, "raw") && strcmp(backing_fmt, "qcow2"))
+		return fail("unknown backing format %s (raw or qcow2)", backing_fmt);
+	if (!strcmp(fmt, "raw")) {
+		int fd;
+
+		if (backing || cs != 65536)
+			return fail("raw images take no backing file or cluster_size");
+		if (!have_size)
+			return fail("a size is needed for %s", file);
+		fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0)
+			return fail("%s: %s", file, strerror(errno));
+		r = ftruncate(fd, (off_t)size) ? errno : 0;
+		close(fd);
+		if (r)
+			return fail("%s: %s", file, strerror(r));
+		return 0;
+	}
+	if (strcmp(fmt, "qcow2"))
+		return fail("unknown format %s (raw or qcow2)", fmt);
+	if (!have_size) {
+		if (!backing)
+			return fail("a size is needed for %s (or a backing file)", file);
+		r = backing_size(file, backing, backing_fmt, &size);
+		if (r)
+			return r;
+	}
+	if (cs > UINT32_MAX)
+		return fail("bad cluster_size");
+	r = qcow2_create(file, size, (uint32_t)cs, backing, backing_fmt, err, sizeof(err));
+	if (r)
+		return fail("%s", err);
+	return 0;
+}
+
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+/* "64 KiB", "1.5 GiB": qemu-img's human sizes. */
+static void human(uint64_t v, char *out, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	double d = (double)v;
+	unsigned u = 0;
+
+	while (d >= 1024 && u < 6) {
+		d /= 1024;
+		u++;
+	}
+	snprintf(out, len, u ? "%.3g %s" : "%.0f %s", d, units[u]);
+}
+
+static int img_info(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'O' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	const char *file, *output = "human";
+	struct qcow2_info qi = { 0 };
+	bool qcow2 = false, json;
+	unsigned char magic[4] = { 0 };
+	char err[512], vs[32], ds[32];
+	struct stat st;
+	int c, fd, r = 0;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'O': output = optarg; break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return KVMM_EXIT_ERROR;
+		}
+	}
+	if (strcmp(output, "human") && strcmp(output, "json"))
+		return fail("--output=%s: human or json", output);
+	json = !strcmp(output, "json");
+	if (optind != argc - 1) {
+		usage(stderr);
+		return KVMM_EXIT_ERROR;
+	}
+	file = argv[optind];
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return fail("%s: %s", file, strerror(errno));
+	if (pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4)) {
+		qcow2 = true;
+		r = qcow2_info(fd, file, &qi, err, sizeof(err));
+	} else {
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		qi.size = end < 0 ? 0 : (uint64_t)end;
+	}
+	close(fd);
+	if (r)
+		return fail("%s", err);
+	if (json) {
+		printf("{\n    \"virtual-size\": %" PRIu64 ",\n    \"filename\": ", qi.size);
+		json_string(file);
+		printf(",\n    \"format\": \"%s\",\n    \"actual-size\": %" PRIu64,
+		       qcow2 ? "qcow2" : "raw", (uint64_t)st.st_blocks * 512);
+		if (qcow2) {
+			printf(",\n    \"cluster-size\": %" PRIu64, qi.cluster_size);
+			if (qi.backing[0]) {
+				printf(",\n    \"backing-filename\": ");
+				json_string(qi.backing);
+			}
+			if (qi.backing_fmt[0]) {
+				printf(",\n    \"backing-filename-format\": ");
+				json_string(qi.backing_fmt);
+			}
+			printf(",\n    \"dirty-flag\": %s", qi.dirty ? "true" : "false");
+			printf(",\n    \"format-specific\": {\n        \"type\": \"qcow2\",\n"
+			       "        \"data\": {\n            \"compat\": \"%s\",\n",
+			       qi.version == 2 ? "0.10" : "1.1");
+			if (qi.version == 3)
+				printf("            \"compression-type\": \"zlib\",\n"
+				       "            \"lazy-refcounts\": %s,\n"
+				       "            \"corrupt\": %s,\n"
+				       "            \"extended-l2\": false,\n",
+				       qi.lazy_refcounts ? "true" : "false",
+				       qi.corrupt ? "true" : "false");
+			printf("            \"refcount-bits\": %u\n        }\n    }", qi.refcount_bits);
+		}
+		printf("\n}\n");
+		return 0;
+	}
+	human(qi.size, vs, sizeof(vs));
+	human((uint64_t)st.st_blocks * 512, ds, sizeof(ds));
+	printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\n"
+	       "disk size: %s\n", file, qcow2 ? "qcow2" : "raw", vs, qi.size, ds);
+	if (!qcow2)
+		return 0;
+	printf("cluster_size: %" PRIu64 "\n", qi.cluster_size);
+	if (qi.backing[0])
+		printf("backing file: %s\n", qi.backing);
+	if (qi.backing_fmt[0])
+		printf("backing file format: %s\n", qi.backing_fmt);
+	printf("Format specific information:\n    compat: %s\n",
+	       qi.version == 2 ? "0.10" : "1.1");
+	if (qi.version == 3)
+		printf("    compression type: zlib\n    lazy refcounts: %s\n",
+		       qi.lazy_refcounts ? "true" : "false");
+	printf("    refcount bits: %u\n", qi.refcount_bits);
+	if (qi.version == 3)
+		printf("    corrupt: %s\n    extended l2: false\n", qi.corrupt ? "true" : "false");
+	if (qi.dirty)
+		printf("    dirty: true\n");
+	return 0;
+}
+
+int cli_img(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? KVMM_EXIT_ERROR : 0;
+	}
+	if (!strcmp(argv[1], "create"))
+		return img_create(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "info"))
+		return img_info(argc - 1, argv + 1);
+	return fail("unknown command '%s' (create, info)", argv[1]);
+}
