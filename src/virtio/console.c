@@ -70,7 +70,7 @@ static void console_tx(struct virtio_console *c)
 {
 	struct virtio_dev *vd = &c->vd;
 	struct virtq *vq = &vd->vqs[CONSOLE_TXQ];
-	bool pushed = false;
+	unsigned served = 0;
 	int r;
 
 	do {
@@ -80,14 +80,21 @@ static void console_tx(struct virtio_console *c)
 				chardev_write(c->cd, c->tx.iov[i].iov_base,
 					      c->tx.iov[i].iov_len);
 			virtq_push(vq, &c->tx, 0);
-			pushed = true;
+			/* A driver re-posting as fast as we drain would keep
+			 * the I/O thread here forever: after a queue's worth,
+			 * come back through the event loop. */
+			if (++served % vq->size == 0) {
+				virtio_queue_interrupt(vd, CONSOLE_TXQ);
+				virtio_queue_kick(vd, CONSOLE_TXQ);
+				return;
+			}
 		}
 		if (r < 0) {
 			virtio_dev_broken(vd, "virtio-console: bad transmitq chain");
 			return;
 		}
 	} while (virtq_notify_enable(vq));
-	if (pushed)
+	if (served)
 		virtio_queue_interrupt(vd, CONSOLE_TXQ);
 }
 
@@ -115,9 +122,10 @@ static size_t rx_room(struct virtio_console *c)
 			return 0;
 		}
 		if (c->rx.in_len == 0) {
-			/* Nothing to fill: give it back used and empty. */
-			virtq_push(vq, &c->rx, 0);
-			continue;
+			/* Answering room-less buffers one after another could
+			 * keep us here as long as the driver re-posts them. */
+			virtio_dev_broken(vd, "virtio-console: receiveq buffer has no room");
+			return 0;
 		}
 		c->rx_held = true;
 		c->rx_used = 0;

@@ -58,7 +58,7 @@ static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_rng *rng = vd->opaque;
 	struct virtq *vq = &vd->vqs[q];
-	bool pushed = false;
+	unsigned served = 0;
 	int r;
 
 	do {
@@ -70,14 +70,21 @@ static void rng_queue_notify(struct virtio_dev *vd, unsigned q)
 			}
 			virtq_push(vq, &rng->elem,
 				   fill_random(&rng->elem, RNG_MAX_REQUEST));
-			pushed = true;
+			/* A driver re-posting as fast as we answer would keep
+			 * the I/O thread here forever: after a queue's worth,
+			 * come back through the event loop. */
+			if (++served % vq->size == 0) {
+				virtio_queue_interrupt(vd, q);
+				virtio_queue_kick(vd, q);
+				return;
+			}
 		}
 		if (r < 0) {
 			virtio_dev_broken(vd, "virtio-rng: bad descriptor chain");
 			return;
 		}
 	} while (virtq_notify_enable(vq));
-	if (pushed)
+	if (served)
 		virtio_queue_interrupt(vd, q);
 }
 
