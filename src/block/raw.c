@@ -49,6 +49,12 @@
  * would need a read-modify-write that races with other writes to the same
  * block, so it is refused (-EINVAL) by raw_submit; virtio-blk advertises
  * logical_block with VIRTIO_BLK_F_BLK_SIZE so drivers do not send them.
+ * Bounce memory is host memory the guest chooses the size of (one buffer
+ * named in many descriptors costs it nothing), so it is bounded: a request
+ * needing more than RAW_BOUNCE_MAX_REQ fails with -EINVAL, and one that
+ * would take the device's bounce buffers in flight past RAW_BOUNCE_BUDGET
+ * fails with -ENOMEM (not queued: simpler, and no legitimate guest
+ * bounces that much).
  *
  * Closing waits for everything in flight (their callbacks run from
  * raw_close), then closes the ring, the eventfd and the file, which drops
@@ -56,6 +62,7 @@
  */
 #include "block/raw.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -74,6 +81,13 @@
 
 #define RAW_RING_ENTRIES 256
 #define RAW_ZERO_CHUNK   (1u << 20)
+/* Bounce memory is host memory a guest can make us allocate by sending
+ * unaligned buffers (aliasing one buffer in many descriptors costs it
+ * nothing), so it is bounded: per request and per device in flight.
+ * Linux guests never bounce (bio pages are aligned), so these only stop
+ * abuse. */
+#define RAW_BOUNCE_MAX_REQ (16u << 20)
+#define RAW_BOUNCE_BUDGET  (64u << 20)
 
 struct raw_req {
 	struct raw_req *next;         /* waiting FIFO */
@@ -103,6 +117,7 @@ struct raw_state {
 	unsigned max_inflight;        /* the CQ size */
 	struct raw_req *wait_head, *wait_tail;
 	uint8_t *zeros;               /* RAW_ZERO_CHUNK, aligned, lazily */
+	uint64_t bounce_bytes;        /* in bounce buffers now (<= RAW_BOUNCE_BUDGET) */
 };
 
 static bool aligned(uint64_t v, uint32_t a)
@@ -215,7 +230,7 @@ static void start_waiting(struct raw_state *s, struct block_dev *bd)
 	}
 }
 
-static void finish(struct raw_req *q, int result)
+static void finish(struct raw_state *s, struct raw_req *q, int result)
 {
 	if (q->bounce && q->op == BLOCK_OP_READ && result == 0) {
 		const uint8_t *src = q->bounce + (q->offset - q->boff);
@@ -225,6 +240,8 @@ static void finish(struct raw_req *q, int result)
 			src += q->iov[i].iov_len;
 		}
 	}
+	if (q->bounce)
+		s->bounce_bytes -= q->blen;
 	free(q->bounce);
 	q->done(q->opaque, result);
 	free(q);
@@ -338,7 +355,7 @@ static void complete(struct raw_state *s, struct block_dev *bd,
 		}
 		break;
 	}
-	finish(q, res < 0 ? res : 0);
+	finish(s, q, res < 0 ? res : 0);
 }
 
 /* Reap every CQE; prepare waiting requests and resubmissions; send them.
@@ -435,11 +452,26 @@ static int raw_submit(struct block_dev *bd, const struct block_req *req)
 		if (!mem_ok && q->len) {
 			q->boff = q->offset & ~(uint64_t)(lb - 1);
 			q->blen = ((q->offset + q->len + lb - 1) & ~(uint64_t)(lb - 1)) - q->boff;
+			/* Too big to be a legitimate bounce: refused.  Over
+			 * the device's budget: refused too (-ENOMEM, the
+			 * request fails) rather than queued, which keeps the
+			 * FIFO free of requests that cannot be prepared. */
+			if (q->blen > RAW_BOUNCE_MAX_REQ) {
+				free(q);
+				return -EINVAL;
+			}
+			if (q->blen > RAW_BOUNCE_BUDGET - s->bounce_bytes) {
+				free(q);
+				return -ENOMEM;
+			}
+			/* io_uring_prep_read/write take an unsigned length. */
+			assert(q->blen <= UINT32_MAX);
 			if (posix_memalign((void **)&q->bounce, s->mem_align > lb ? s->mem_align : lb,
 					   q->blen)) {
 				free(q);
 				return -ENOMEM;
 			}
+			s->bounce_bytes += q->blen;
 			if (q->op == BLOCK_OP_WRITE) {
 				uint8_t *dst = q->bounce;
 

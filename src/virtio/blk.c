@@ -18,7 +18,9 @@
  *           flags, unmap on DISCARD, or more segments than advertised;
  *   IOERR   a data length that is not a multiple of 512, a sector range
  *           past the capacity (checked without overflow), a write on a
- *           read-only disk, a malformed discard array, a backend error.
+ *           read-only disk, data in a segment longer than SIZE_MAX or in
+ *           more segments than SEG_MAX, a malformed discard array, a
+ *           backend error.
  *
  * Zero copy.  The iovecs given to the block layer point straight into
  * guest RAM (virtq_pop checked every buffer lies inside one RAM region);
@@ -41,20 +43,32 @@
  * Batching.  queue_notify turns notifications off, pops every available
  * chain and queues its I/O, turns notifications on again (popping again if
  * more arrived meanwhile: virtq_notify_enable), and only then calls
- * block_submit() once: one io_uring_enter for the whole batch.
+ * block_submit() once: one io_uring_enter for the whole batch.  One call
+ * takes at most `size` chains: another vCPU re-offering chains that are
+ * answered at once could keep it popping forever, so past that it kicks
+ * its own queue (the event loop comes back to it after other work) and
+ * returns.  Out of memory, the chain is given back, notifications are
+ * turned on again and the queue is kicked for a later try.
  *
  * In flight.  A driver may only make available buffers it owns, so a
  * queue never has more requests in flight than its size: virtq_pop
  * refuses a chain offered while `size` are popped and not pushed (a driver
  * re-offering heads could otherwise make us queue I/O and memory without
- * bound), which breaks the device.  test_reoffered_head checks it here.
+ * bound), which breaks the device.  That count starts again at every
+ * queue enable, so a driver cycling QueueReady 0/1 with slow requests
+ * would escape it; blk keeps its own count per queue (inflight[]), which
+ * survives restarts and resets and drops at completion whether the result
+ * is pushed or dropped: no chain is popped while it is >= the queue size,
+ * and the completion that brings it below kicks the queue again.
+ * test_reoffered_head and test_queue_restart_bound check it.
  *
  * Completion runs on the I/O thread from the block layer's callback, which
  * takes vd->lock (the block layer never calls back from inside submit, so
  * queue_notify holding the lock is safe).  The result is pushed only if the
- * device was not reset since the request was popped (vd->generation) and
- * the queue is still ready; otherwise the request is just freed - the
- * rings it came from are gone.
+ * device was not reset since the request was popped (vd->generation), the
+ * queue was not restarted (virtq.enable_gen: QueueReady 0 then 1 with new
+ * rings, no reset) and the queue is still ready; otherwise the request is
+ * just freed - the rings it came from are gone.
  *
  * Durability.  FLUSH is offered; T_FLUSH is block_flush (fdatasync).  If
  * the driver does not accept FLUSH it cannot ask for durability, so the
@@ -90,6 +104,7 @@
 #define BLK_QUEUE_SIZE      256
 #define BLK_SECTOR          512u
 #define BLK_SIZE_MAX        (16u << 20)
+#define BLK_SEG_MAX         (BLK_QUEUE_SIZE - 2)
 #define BLK_MAX_ZAP_SECTORS (4u << 20)
 #define BLK_MAX_ZAP_SEG     64u
 
@@ -105,11 +120,18 @@ struct virtio_blk {
 	char serial[VIRTIO_BLK_ID_BYTES];
 	bool closing;                  /* destroy: callbacks only free */
 	struct virtq_elem *elem;       /* the one per device (see top) */
+	/* Requests popped from each queue and not yet completed (pushed or
+	 * dropped).  Unlike virtq's popped-not-pushed count it survives
+	 * queue restarts and device resets, so cycling QueueReady cannot
+	 * pile up requests: no pop while it is >= the queue size. */
+	unsigned inflight[VIRTIO_MAX_QUEUES];
+	bool throttled[VIRTIO_MAX_QUEUES]; /* stopped on inflight: kick at completion */
 };
 
 struct blk_req {
 	struct virtio_blk *b;
 	uint32_t generation;
+	uint32_t enable_gen;           /* the queue's, at pop (virtq.enable_gen) */
 	uint16_t q, head;
 	uint16_t in_num;               /* writable segments kept for the push */
 	uint16_t nr_data;              /* data iovecs */
@@ -143,14 +165,33 @@ static void push_elem(struct virtio_blk *b, unsigned q, uint8_t *status,
 	virtio_queue_interrupt(vd, q);
 }
 
-/* The request is over: push it if its rings still exist, then free it.
- * vd->lock held (or the device is being destroyed). */
+/* Free a request, counting it out of its queue; a queue that stopped
+ * popping for too many in flight is run again. */
+static void req_free(struct blk_req *r)
+{
+	struct virtio_blk *b = r->b;
+	unsigned q = r->q;
+
+	free(r);
+	b->inflight[q]--;
+	if (b->throttled[q] && !b->closing && b->inflight[q] < b->vd.vqs[q].size) {
+		b->throttled[q] = false;
+		virtio_queue_kick(&b->vd, q);
+	}
+}
+
+/* The request is over: push it if its rings still exist (same device
+ * generation and same queue enable: the driver may have restarted the
+ * queue with QueueReady 0/1, and a stale head pushed into the new rings
+ * would run their used index ahead), then free it.  vd->lock held (or the
+ * device is being destroyed). */
 static void req_complete(struct blk_req *r)
 {
 	struct virtio_blk *b = r->b;
 	struct virtio_dev *vd = &b->vd;
 
-	if (!b->closing && r->generation == vd->generation && vd->vqs[r->q].ready) {
+	if (!b->closing && r->generation == vd->generation && vd->vqs[r->q].ready &&
+	    r->enable_gen == vd->vqs[r->q].enable_gen) {
 		struct virtq_elem *e = b->elem;
 		uint8_t st = r->err ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 
@@ -174,7 +215,7 @@ static void req_complete(struct blk_req *r)
 			left -= n;
 		}
 	}
-	free(r);
+	req_free(r);
 }
 
 static void req_done(void *opaque, int result);
@@ -243,6 +284,33 @@ static unsigned iov_slice(const struct iovec *iov, unsigned n, uint64_t skip,
 	return k;
 }
 
+/* Do the data bytes [skip, skip + len) of segments iov[0..n) respect
+ * what we advertise: at most seg_max segments of at most size_max bytes
+ * each?  (A driver that ignores them can make one request of 4 GiB out of
+ * one buffer named many times.) */
+static bool segs_ok(const struct iovec *iov, unsigned n, uint64_t skip,
+		    uint64_t len)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n && len; i++) {
+		uint64_t l = iov[i].iov_len;
+
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		l -= skip;
+		if (l > len)
+			l = len;
+		if (l > BLK_SIZE_MAX || ++k > BLK_SEG_MAX)
+			return false;
+		len -= l;
+		skip = 0;
+	}
+	return true;
+}
+
 static bool range_ok(const struct virtio_blk *b, uint64_t sector,
 		     uint64_t sectors)
 {
@@ -271,6 +339,7 @@ static struct blk_req *req_new(struct virtio_blk *b, unsigned q,
 	memset(r, 0, sizeof(*r));
 	r->b = b;
 	r->generation = b->vd.generation;
+	r->enable_gen = b->vd.vqs[q].enable_gen;
 	r->q = q;
 	r->head = e->head;
 	r->in_num = e->in_num;
@@ -282,6 +351,7 @@ static struct blk_req *req_new(struct virtio_blk *b, unsigned q,
 	r->in_gpa = (uint64_t *)(r->in_iov + e->in_num);
 	memcpy(r->in_iov, e->iov + e->out_num, e->in_num * sizeof(struct iovec));
 	memcpy(r->in_gpa, e->gpa + e->out_num, e->in_num * sizeof(uint64_t));
+	b->inflight[q]++;
 	return r;
 }
 
@@ -321,7 +391,7 @@ static void handle_zap(struct virtio_blk *b, struct blk_req *r,
 	}
 	if (st != VIRTIO_BLK_S_OK) {
 		answer_now(b, r->q, r->status, r->status_gpa, st, 1);
-		free(r);
+		req_free(r);
 		return;
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -381,7 +451,9 @@ static bool handle(struct virtio_blk *b, unsigned q)
 
 		data_len = in ? e->in_len - 1u : e->out_len - sizeof(hdr);
 		if ((!in && b->bd->readonly) || data_len % BLK_SECTOR ||
-		    !range_ok(b, sector, data_len / BLK_SECTOR)) {
+		    !range_ok(b, sector, data_len / BLK_SECTOR) ||
+		    !(in ? segs_ok(e->iov + e->out_num, e->in_num, 0, data_len)
+			 : segs_ok(e->iov, e->out_num, sizeof(hdr), data_len))) {
 			answer_now(b, q, status, status_gpa, VIRTIO_BLK_S_IOERR, 1);
 			return true;
 		}
@@ -456,14 +528,40 @@ static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
 {
 	struct virtio_blk *b = to_blk(vd);
 	struct virtq *vq = &vd->vqs[q];
-	int rc;
+	/* At most a queue's worth of chains per call: a driver re-offering
+	 * chains answered at once (another vCPU) would otherwise keep the
+	 * I/O thread here forever; the rest waits for a kick we send. */
+	unsigned budget = vq->size;
+	int rc = 0;
 
+	if (!vq->ready || vq->broken)
+		goto out;
 	do {
 		virtq_notify_disable(vq);
-		while ((rc = virtq_pop(vq, b->elem)) == 1) {
+		for (;;) {
+			if (b->inflight[q] >= vq->size) {
+				/* Enough in flight, maybe from before a queue
+				 * restart: a completion kicks us again. */
+				b->throttled[q] = true;
+				virtq_notify_enable(vq);
+				goto out;
+			}
+			if (!budget) {
+				virtio_queue_kick(vd, q);
+				goto out;
+			}
+			rc = virtq_pop(vq, b->elem);
+			if (rc != 1)
+				break;
+			budget--;
 			if (!handle(b, q)) {
-				if (!(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
-					virtq_unpop(vq); /* out of memory: later */
+				if (!(vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET)) {
+					/* Out of memory: try again later, with
+					 * notifications on as they should be. */
+					virtq_unpop(vq);
+					virtq_notify_enable(vq);
+					virtio_queue_kick(vd, q);
+				}
 				goto out;
 			}
 		}
@@ -543,7 +641,7 @@ int virtio_blk_create(struct vm *vm, struct evloop *loop,
 
 	b->config.capacity = htole64(bd->size / BLK_SECTOR);
 	b->config.size_max = htole32(BLK_SIZE_MAX);
-	b->config.seg_max = htole32(BLK_QUEUE_SIZE - 2);
+	b->config.seg_max = htole32(BLK_SEG_MAX);
 	b->config.blk_size = htole32(bd->logical_block);
 	b->config.num_queues = htole16(queues);
 	features = (1ull << VIRTIO_BLK_F_SIZE_MAX) | (1ull << VIRTIO_BLK_F_SEG_MAX) |

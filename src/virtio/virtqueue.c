@@ -115,6 +115,7 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 	void *desc, *avail, *used;
 
 	/* Whatever happens, nothing of an earlier enable survives. */
+	vq->enable_gen++;
 	vq->ready = vq->broken = false;
 	vq->signalled_valid = vq->notify_off = false;
 	vq->last_avail_idx = vq->used_idx = vq->signalled_used = 0;
@@ -141,9 +142,11 @@ int virtq_enable(struct virtq *vq, struct guest_mem *mem, bool event_idx,
 void virtq_reset(struct virtq *vq)
 {
 	uint16_t max = vq->max_size;
+	uint32_t gen = vq->enable_gen;
 
 	memset(vq, 0, sizeof(*vq));
 	vq->max_size = max;
+	vq->enable_gen = gen + 1;
 }
 
 /* Mark the queue broken and report the driver error. */

@@ -71,6 +71,12 @@ struct virtq {
 	uint16_t signalled_used;   /* used_idx when the driver was last interrupted */
 	bool signalled_valid;
 	bool notify_off;           /* between virtq_notify_disable and _enable */
+	/* Bumped by every virtq_enable() and virtq_reset(): a device keeps
+	 * it with a request it popped and pushes the result only if it
+	 * still matches, so a completion from before a queue restart
+	 * (QueueReady 0 then 1, no device reset) never lands in the new
+	 * rings.  Not saved: nothing is in flight across save / load. */
+	uint32_t enable_gen;
 };
 
 /* One descriptor chain taken from the available ring, as host pointers.

@@ -114,6 +114,7 @@ static int pc_submit(struct block_dev *bd, const struct block_req *req)
 	if (n)
 		memcpy(q->iov, req->iov, n * sizeof(struct iovec));
 	append(&pc->queued, &pc->queued_tail, q);
+	pc->submitted[req->op]++;
 	return 0;
 }
 

@@ -34,6 +34,7 @@ struct block_powercut {
 	bool hold;                         /* do not complete anything */
 	int fail_next[5];                  /* -errno for the next op of a kind */
 	uint64_t ops[5];                   /* completed, per enum block_op */
+	uint64_t submitted[5];             /* accepted by submit, per enum block_op */
 };
 
 /* An image of `size` bytes (zeros), read-only or not, completing on
