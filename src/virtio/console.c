@@ -60,6 +60,7 @@ struct virtio_console {
 	int rx_efd;                /* "receive buffers posted", run on the loop */
 	struct virtq_elem rx;      /* the receiveq buffer being filled */
 	bool rx_held;              /* rx holds a popped chain */
+	uint32_t rx_gen;           /* receiveq's enable_gen when rx was popped */
 	uint32_t rx_used;          /* bytes of rx already filled */
 	struct virtq_elem tx;
 };
@@ -111,6 +112,11 @@ static size_t rx_room(struct virtio_console *c)
 	if (!(vd->status & VIRTIO_STATUS_DRIVER_OK) ||
 	    (vd->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 		return 0;
+	/* The driver stopped and set up the queue again since we took this
+	 * buffer: it belongs to the old ring and must not be pushed into the
+	 * new one. */
+	if (c->rx_held && c->rx_gen != vq->enable_gen)
+		c->rx_held = false;
 	while (!c->rx_held) {
 		r = virtq_pop(vq, &c->rx);
 		if (r < 0)
@@ -128,6 +134,7 @@ static size_t rx_room(struct virtio_console *c)
 			return 0;
 		}
 		c->rx_held = true;
+		c->rx_gen = vq->enable_gen;
 		c->rx_used = 0;
 	}
 	return c->rx.in_len - c->rx_used;
