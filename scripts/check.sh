@@ -22,7 +22,7 @@ meson test -C "$asan" --print-errorlogs --suite unit --suite devices --suite fuz
 # libFuzzer needs clang (scripts/install-deps.sh installs it).
 [ -d "$fuzz" ] || CC=clang meson setup "$fuzz" -Dfuzz=true -Db_lundef=false >/dev/null
 # Only the libFuzzer binaries: the rest of the tree is built and tested above.
-fuzzers=$(ninja -C "$fuzz" -t targets all | sed -n 's|^\(tests/fuzz/fuzz_[a-z_]*\): c_LINKER.*|\1|p')
+fuzzers=$(ninja -C "$fuzz" -t targets all | sed -n 's|^\(tests/fuzz/fuzz_[a-z0-9_]*\): c_LINKER.*|\1|p')
 ninja -C "$fuzz" $fuzzers >/dev/null || { echo "fuzz build failed"; ninja -C "$fuzz" $fuzzers | tail -20; echo "0 passed, 1 failed"; exit 1; }
 meson test -C "$fuzz" --no-rebuild --print-errorlogs --suite fuzz-campaign --num-processes 2
 
