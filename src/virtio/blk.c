@@ -260,12 +260,14 @@ static void req_done(void *opaque, int result)
 		pthread_mutex_unlock(&b->vd.lock);
 }
 
-/* Copy `len` bytes starting `skip` bytes into segments iov[0..n) as
- * iovecs into out[]; returns how many. */
+/* The data bytes [skip, skip + len) of segments iov[0..n) as iovecs into
+ * out[] (NULL: only count them); returns how many, and the longest in
+ * *longest (bytes) when longest is non-NULL. */
 static unsigned iov_slice(const struct iovec *iov, unsigned n, uint64_t skip,
-			  uint64_t len, struct iovec *out)
+			  uint64_t len, struct iovec *out, uint64_t *longest)
 {
 	unsigned k = 0;
+	uint64_t max = 0;
 
 	for (unsigned i = 0; i < n && len; i++) {
 		uint64_t l = iov[i].iov_len;
@@ -277,10 +279,16 @@ static unsigned iov_slice(const struct iovec *iov, unsigned n, uint64_t skip,
 		l -= skip;
 		if (l > len)
 			l = len;
-		out[k++] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, l };
+		if (out)
+			out[k] = (struct iovec){ (uint8_t *)iov[i].iov_base + skip, l };
+		k++;
+		if (l > max)
+			max = l;
 		len -= l;
 		skip = 0;
 	}
+	if (longest)
+		*longest = max;
 	return k;
 }
 
@@ -291,24 +299,10 @@ static unsigned iov_slice(const struct iovec *iov, unsigned n, uint64_t skip,
 static bool segs_ok(const struct iovec *iov, unsigned n, uint64_t skip,
 		    uint64_t len)
 {
-	unsigned k = 0;
+	uint64_t longest;
 
-	for (unsigned i = 0; i < n && len; i++) {
-		uint64_t l = iov[i].iov_len;
-
-		if (skip >= l) {
-			skip -= l;
-			continue;
-		}
-		l -= skip;
-		if (l > len)
-			l = len;
-		if (l > BLK_SIZE_MAX || ++k > BLK_SEG_MAX)
-			return false;
-		len -= l;
-		skip = 0;
-	}
-	return true;
+	return iov_slice(iov, n, skip, len, NULL, &longest) <= BLK_SEG_MAX &&
+	       longest <= BLK_SIZE_MAX;
 }
 
 static bool range_ok(const struct virtio_blk *b, uint64_t sector,
@@ -466,13 +460,13 @@ static bool handle(struct virtio_blk *b, unsigned q)
 		r->pending++;
 		if (in) {
 			r->nr_data = iov_slice(e->iov + e->out_num, e->in_num, 0,
-					       data_len, r->data);
+					       data_len, r->data, NULL);
 			r->written = data_len + 1;
 			rc = block_readv(b->bd, sector * BLK_SECTOR, r->data,
 					 r->nr_data, req_done, r);
 		} else {
 			r->nr_data = iov_slice(e->iov, e->out_num, sizeof(hdr),
-					       data_len, r->data);
+					       data_len, r->data, NULL);
 			rc = block_writev(b->bd, sector * BLK_SECTOR, r->data,
 					  r->nr_data, req_done, r);
 		}
