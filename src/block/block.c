@@ -154,8 +154,8 @@ fail:
 	return r;
 }
 
-static int lock_image(int fd, const char *path, bool readonly, char *err,
-		      size_t errlen)
+int block_lock_image(int fd, const char *path, bool readonly, char *err,
+		     size_t errlen)
 {
 	return lock_perms(fd, path,
 			  readonly ? PERM_CONSISTENT_READ : PERM_CONSISTENT_READ | PERM_WRITE,
@@ -284,7 +284,7 @@ int block_open(const struct block_opts *o, struct evloop *loop,
 	bd->readonly = o->readonly;
 	bd->can_discard = true;
 	bd->loop = loop;
-	r = lock_image(fd, o->path, o->readonly, err, errlen);
+	r = block_lock_image(fd, o->path, o->readonly, err, errlen);
 	if (!r)
 		r = probe_format(fd, o, &qcow2, &probed, err, errlen);
 	if (!r && qcow2 && o->direct) {

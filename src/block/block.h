@@ -119,6 +119,13 @@ struct block_opts {
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
 
+/* Lock the image open on `fd` as block_open() does (the top image: a
+ * writer excludes other writers; a reader shares everything).  For tools
+ * (image.c).  Returns 0, -EAGAIN when another process holds a conflicting
+ * lock (a message naming `path` in err), or -errno. */
+int block_lock_image(int fd, const char *path, bool readonly, char *err,
+		     size_t errlen);
+
 /* For format drivers (qcow2.c): lock a backing file open on `fd` as QEMU
  * locks a backing child: hold CONSISTENT_READ, share all but WRITE and
  * RESIZE, so nobody writes it while an overlay reads it (the OFD locks

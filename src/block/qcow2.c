@@ -37,13 +37,10 @@
  * next_free.  So a hostile image cannot make a guest write land on
  * metadata, nor on a cluster the allocator will hand out later.
  *
- * Requests.  submit() only queues the request (its iovec copied) and
- * raises an eventfd watched on the device's event loop; the handler runs
- * the queued requests in order with synchronous pread/pwrite on the I/O
- * thread and calls their callbacks there, so block.h's rule holds (never a
- * callback from inside submit).  io_uring for the data path is left for
- * later: metadata lookups are synchronous anyway while the l2 cache is
- * small.  bd->stats.sqes counts requests, not system calls.
+ * Files.  qcow2.c (this file): file access, header, open, create;
+ * qcow2_cluster.c: the l2 cache, guest reads and writes; qcow2_refcount.c:
+ * refcounts and allocation; qcow2_io.c: requests from a device (the
+ * block_driver); image.c gives tools (kvmm img) synchronous access.
  *
  * Allocation.  New clusters come from the end of the file (next_free);
  * a refcount claiming one of them is in use is corruption.  Writing a cluster that
@@ -81,118 +78,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "block/block.h"
-#include "core/event_loop.h"
+#include "block/qcow2_int.h"
 #include "util/log.h"
 
-#define QCOW2_MAGIC          0x514649fbu
-#define HDR_V2_LEN           72
-#define HDR_V3_LEN           104
-#define EXT_END              0
-#define EXT_BACKING_FMT      0xe2792acau
-#define EXT_FEATURE_NAMES    0x6803f857u
-
-#define INCOMPAT_DIRTY       (1ull << 0)
-#define INCOMPAT_CORRUPT     (1ull << 1)
-#define INCOMPAT_DATA_FILE   (1ull << 2)
-#define INCOMPAT_COMPRESSION (1ull << 3)
-#define INCOMPAT_EXTL2       (1ull << 4)
-
-#define OFFSET_MASK          0x00fffffffffffe00ull /* bits 9..55 */
-#define L2E_ZERO             (1ull << 0)
-#define L2E_COMPRESSED       (1ull << 62)
-#define ENTRY_COPIED         (1ull << 63)
-#define REFT_OFFSET_MASK     0xfffffffffffffe00ull /* bits 9..63 */
-
-/* QEMU's limits (QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE): tables we
- * hold in memory are bounded whatever the header claims. */
-#define MAX_L1_BYTES         (32u << 20)
-#define MAX_REFTABLE_BYTES   (8u << 20)
-#define MAX_BACKING_NAME     1023
-#define L2_CACHE_BYTES       (8u << 20)
-#define L2_CACHE_MAX_SLOTS   32
-#define ZERO_CHUNK           (1u << 20)
-
-/* A sorted set of host offsets. */
-struct oset {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-struct l2_slot {
-	uint64_t offset;        /* host offset of the l2_table; 0 = empty */
-	uint64_t used;          /* LRU clock */
-	uint64_t *table;        /* big-endian, as on disk */
-};
-
-/* One file of a chain: the image itself, or a backing file. */
-struct qimg {
-	int fd;
-	bool is_qcow2;
-	bool writable;
-	char *path;
-	dev_t dev;
-	ino_t ino;
-	uint64_t size;          /* bytes the guest sees */
-	uint64_t file_size;     /* bytes, at open; grows as we allocate */
-	struct qimg *child;     /* the image naming this one (loop check) */
-	struct qimg *backing;
-	/* qcow2 only. */
-	uint32_t version, cluster_bits, l2_bits, refcount_order;
-	uint64_t cluster_size;
-	uint64_t *l1;           /* host-endian copy of l1_table */
-	uint32_t l1_size;
-	uint64_t l1_offset;
-	uint64_t *reftable;     /* host-endian copy of refcount_table */
-	uint64_t reftable_entries, reftable_offset, reftable_bytes;
-	struct l2_slot *l2_cache;
-	unsigned l2_slots;
-	uint64_t lru_clock;
-	uint64_t next_free;     /* where the next cluster is allocated */
-	struct oset l2s, rbs;   /* every l2_table, refcount_block */
-	bool refcounts_unsynced;
-	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
-	uint8_t *dbuf;          /* the last decompressed cluster ... */
-	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
-};
-
-struct pending {
-	struct pending *next;
-	struct block_req req;
-	struct iovec iov[];
-};
-
-struct qcow2_state {
-	struct qimg *img;
-	int efd;
-	struct pending *head, *tail;
-	uint8_t *zeros;         /* ZERO_CHUNK of zeros, lazily */
-};
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t be64(const uint8_t *p)
-{
-	return (uint64_t)be32(p) << 32 | be32(p + 4);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-/* pread all of it; bytes past the end of the file read as zeros. */
-static int rd(int fd, void *buf, uint64_t len, uint64_t off)
+int qcow2_pread(int fd, void *buf, uint64_t len, uint64_t off)
 {
 	uint8_t *p = buf;
 
@@ -214,7 +107,12 @@ static int rd(int fd, void *buf, uint64_t len, uint64_t off)
 	return 0;
 }
 
-static int wr(struct qimg *im, const void *buf, uint64_t len, uint64_t off)
+int qcow2_fdatasync(struct qimg *im)
+{
+	return fdatasync(im->fd) ? -errno : 0;
+}
+
+int qcow2_pwrite(struct qimg *im, const void *buf, uint64_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
@@ -234,12 +132,7 @@ static int wr(struct qimg *im, const void *buf, uint64_t len, uint64_t off)
 	return 0;
 }
 
-static bool cluster_aligned(const struct qimg *im, uint64_t off)
-{
-	return !(off & (im->cluster_size - 1));
-}
-
-static int corrupt(const struct qimg *im, const char *what, uint64_t v)
+int qcow2_corrupt(const struct qimg *im, const char *what, uint64_t v)
 {
 	log_error("%s: corrupt image: %s (0x%" PRIx64 ")", im->path, what, v);
 	return -EIO;
@@ -262,14 +155,14 @@ static size_t oset_pos(const struct oset *o, uint64_t off)
 	return lo;
 }
 
-static bool oset_has(const struct oset *o, uint64_t off)
+bool qcow2_oset_has(const struct oset *o, uint64_t off)
 {
 	size_t i = oset_pos(o, off);
 
 	return i < o->n && o->v[i] == off;
 }
 
-static int oset_add(struct oset *o, uint64_t off)
+int qcow2_oset_add(struct oset *o, uint64_t off)
 {
 	size_t i = oset_pos(o, off);
 
@@ -290,669 +183,19 @@ static int oset_add(struct oset *o, uint64_t off)
 	return 0;
 }
 
-/* A table pointer read from the image must be in its set: a table that
- * was inside the file at open, clear of the header, the l1_table, the
- * refcount_table and tables of the other kind (or one we allocated).
- * Anything else could overlap clusters we write. */
-static int check_table(const struct qimg *im, const struct oset *o, uint64_t off,
+/* The sets hold the tables that were inside the file at open, clear of
+ * the header, the l1_table, the refcount_table and tables of the other
+ * kind (or that we allocated).  Anything else could overlap clusters we
+ * write. */
+int qcow2_check_table(const struct qimg *im, const struct oset *o, uint64_t off,
 		       const char *what)
 {
-	return oset_has(o, off) ? 0 : corrupt(im, what, off);
-}
-
-/* ---- l2 cache ---- */
-
-/* The l2_table at host offset `off` (cluster aligned, checked by the
- * caller), read through the cache. */
-static int l2_load(struct qimg *im, uint64_t off, uint64_t **table)
-{
-	struct l2_slot *victim = &im->l2_cache[0];
-
-	for (unsigned i = 0; i < im->l2_slots; i++) {
-		struct l2_slot *s = &im->l2_cache[i];
-
-		if (s->offset == off) {
-			s->used = ++im->lru_clock;
-			*table = s->table;
-			return 0;
-		}
-		if (s->used < victim->used)
-			victim = s;
-	}
-	int r = rd(im->fd, victim->table, im->cluster_size, off);
-
-	if (r) {
-		victim->offset = 0;
-		return r;
-	}
-	victim->offset = off;
-	victim->used = ++im->lru_clock;
-	*table = victim->table;
-	return 0;
-}
-
-/* The l2 entry for guest offset `g` (0 when its l1 entry is empty). */
-static int l2_entry(struct qimg *im, uint64_t g, uint64_t *entry)
-{
-	uint64_t l1_idx = g >> (im->cluster_bits + im->l2_bits);
-	uint64_t l2_off, *table;
-	int r;
-
-	*entry = 0;
-	if (l1_idx >= im->l1_size)
-		return corrupt(im, "guest offset beyond the l1_table", g);
-	l2_off = im->l1[l1_idx] & OFFSET_MASK;
-	if (!l2_off)
-		return 0;
-	r = check_table(im, &im->l2s, l2_off, "bad l2_table offset");
-	if (r)
-		return r;
-	r = l2_load(im, l2_off, &table);
-	if (r)
-		return r;
-	*entry = be64((uint8_t *)&table[(g >> im->cluster_bits) &
-					((1ull << im->l2_bits) - 1)]);
-	return 0;
-}
-
-/* ---- reads ---- */
-
-static int img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
-
-static int decompress(struct qimg *im, uint64_t entry)
-{
-	unsigned x = 62 - (im->cluster_bits - 8);
-	uint64_t coff = entry & ((1ull << x) - 1);
-	uint64_t nsec = ((entry & ~L2E_COMPRESSED & ~ENTRY_COPIED) >> x) + 1;
-	uint64_t clen = nsec * 512 - (coff & 511);
-	z_stream z = { 0 };
-	int r;
-
-	if (im->dbuf_key == entry)
-		return 0;
-	if (coff >= im->file_size)
-		return corrupt(im, "compressed cluster past the end of the file", coff);
-	if (clen > 2 * im->cluster_size)
-		clen = 2 * im->cluster_size;
-	if (clen > im->file_size - coff)
-		clen = im->file_size - coff;
-	r = rd(im->fd, im->cbuf, clen, coff);
-	if (r)
-		return r;
-	if (inflateInit2(&z, -12) != Z_OK)
-		return -ENOMEM;
-	z.next_in = im->cbuf;
-	z.avail_in = (uInt)clen;
-	z.next_out = im->dbuf;
-	z.avail_out = (uInt)im->cluster_size;
-	r = inflate(&z, Z_FINISH);
-	inflateEnd(&z);
-	/* The sector count rounds up, so input may remain once the output
-	 * is full: a full cluster is success whatever inflate says. */
-	if ((r != Z_STREAM_END && r != Z_BUF_ERROR) || z.avail_out) {
-		im->dbuf_key = 0;
-		return corrupt(im, "compressed cluster does not inflate", coff);
-	}
-	im->dbuf_key = entry;
-	return 0;
-}
-
-/* Bytes [g, g + n) of one guest cluster, whose l2 entry is `entry`. */
-static int read_mapped(struct qimg *im, uint64_t entry, uint64_t g,
-		       uint8_t *buf, uint64_t n)
-{
-	uint64_t in = g & (im->cluster_size - 1);
-	uint64_t host = entry & OFFSET_MASK;
-	int r;
-
-	if (entry & L2E_COMPRESSED) {
-		r = decompress(im, entry);
-		if (!r)
-			memcpy(buf, im->dbuf + in, n);
-		return r;
-	}
-	if (entry & L2E_ZERO) {
-		if (im->version < 3)
-			return corrupt(im, "zero flag in a version 2 l2 entry", entry);
-		memset(buf, 0, n);
-		return 0;
-	}
-	if (!host) {
-		if (im->backing)
-			return img_read(im->backing, g, buf, n);
-		memset(buf, 0, n);
-		return 0;
-	}
-	if (!cluster_aligned(im, host) || (entry & 0x1fe))
-		return corrupt(im, "bad data cluster entry", entry);
-	return rd(im->fd, buf, n, host + in);
-}
-
-/* Guest bytes [off, off + len); past the virtual size reads zeros (a
- * backing file smaller than its overlay). */
-static int img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len)
-{
-	while (len) {
-		uint64_t n, entry;
-		int r;
-
-		if (off >= im->size) {
-			memset(buf, 0, len);
-			return 0;
-		}
-		if (!im->is_qcow2) {
-			n = len < im->size - off ? len : im->size - off;
-			r = rd(im->fd, buf, n, off);
-		} else {
-			n = im->cluster_size - (off & (im->cluster_size - 1));
-			if (n > len)
-				n = len;
-			r = l2_entry(im, off, &entry);
-			if (!r)
-				r = read_mapped(im, entry, off, buf, n);
-		}
-		if (r)
-			return r;
-		off += n;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/* ---- refcounts ---- */
-
-static unsigned rb_bits(const struct qimg *im)
-{
-	return im->cluster_bits + 3 - im->refcount_order;
-}
-
-/* Where host cluster `idx`'s refcount lives: the refcount_block's offset
- * (0: none yet) and the entry's bit position in it. */
-static int ref_locate(struct qimg *im, uint64_t idx, uint64_t *rb, uint64_t *bit)
-{
-	uint64_t t = idx >> rb_bits(im);
-
-	*rb = t < im->reftable_entries ? im->reftable[t] & REFT_OFFSET_MASK : 0;
-	*bit = (idx & ((1ull << rb_bits(im)) - 1)) << im->refcount_order;
-	return *rb ? check_table(im, &im->rbs, *rb, "bad refcount_block offset") : 0;
-}
-
-static uint64_t ref_from(const uint8_t *p, unsigned width, uint64_t bit)
-{
-	uint64_t v = 0;
-
-	if (width < 8)
-		return (p[0] >> (bit & 7)) & ((1u << width) - 1);
-	for (unsigned i = 0; i < width / 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void ref_into(uint8_t *p, unsigned width, uint64_t bit, uint64_t v)
-{
-	if (width < 8) {
-		unsigned mask = ((1u << width) - 1) << (bit & 7);
-
-		p[0] = (uint8_t)((p[0] & ~mask) | ((v << (bit & 7)) & mask));
-		return;
-	}
-	for (int i = (int)width / 8 - 1; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static int get_refcount(struct qimg *im, uint64_t idx, uint64_t *val)
-{
-	unsigned width = 1u << im->refcount_order;
-	uint64_t rb, bit;
-	uint8_t b[8];
-	int r = ref_locate(im, idx, &rb, &bit);
-
-	*val = 0;
-	if (r || !rb)
-		return r;
-	r = rd(im->fd, b, width < 8 ? 1 : width / 8, rb + bit / 8);
-	if (!r)
-		*val = ref_from(b, width, bit);
-	return r;
-}
-
-static int set_refcount(struct qimg *im, uint64_t idx, uint64_t val);
-
-/* A new, zeroed refcount_block for refcount_table entry `t`, placed at
- * next_free and counting itself. */
-static int alloc_refblock(struct qimg *im, uint64_t t)
-{
-	uint64_t nb = im->next_free, nb_idx = nb >> im->cluster_bits;
-	uint8_t *buf, e[8];
-	int r;
-
-	if (t >= im->reftable_entries) {
-		log_error("%s: the refcount_table is full (growing it is not implemented)",
-			  im->path);
-		return -ENOSPC;
-	}
-	buf = calloc(1, im->cluster_size);
-	if (!buf)
-		return -ENOMEM;
-	im->next_free += im->cluster_size;
-	if (nb_idx >> rb_bits(im) == t) {
-		uint64_t bit = (nb_idx & ((1ull << rb_bits(im)) - 1)) << im->refcount_order;
-
-		ref_into(buf + bit / 8, 1u << im->refcount_order, bit, 1);
-		r = 0;
-	} else {
-		r = set_refcount(im, nb_idx, 1);
-	}
-	if (!r)
-		r = wr(im, buf, im->cluster_size, nb);
-	free(buf);
-	/* The block must be on disk before the table points at it. */
-	if (!r && fdatasync(im->fd))
-		r = -errno;
-	if (r)
-		return r;
-	r = oset_add(&im->rbs, nb);
-	if (r)
-		return r;
-	put_be64(e, nb);
-	r = wr(im, e, 8, im->reftable_offset + t * 8);
-	if (!r)
-		im->reftable[t] = nb;
-	return r;
-}
-
-static int set_refcount(struct qimg *im, uint64_t idx, uint64_t val)
-{
-	unsigned width = 1u << im->refcount_order;
-	uint64_t rb, bit;
-	uint8_t b[8];
-	int r = ref_locate(im, idx, &rb, &bit);
-
-	if (!r && !rb) {
-		r = alloc_refblock(im, idx >> rb_bits(im));
-		if (!r)
-			r = ref_locate(im, idx, &rb, &bit);
-	}
-	if (r)
-		return r;
-	if (width < 8) {
-		r = rd(im->fd, b, 1, rb + bit / 8);
-		if (r)
-			return r;
-	}
-	ref_into(b, width, bit, val);
-	im->refcounts_unsynced = true;
-	return wr(im, b, width < 8 ? 1 : width / 8, rb + bit / 8);
-}
-
-/* Drop one reference to each host cluster of [off, off + len). */
-static int unref_range(struct qimg *im, uint64_t off, uint64_t len)
-{
-	uint64_t first = off >> im->cluster_bits;
-	uint64_t last = (off + len - 1) >> im->cluster_bits;
-
-	/* Freed space may be reused: forget what was decompressed. */
-	im->dbuf_key = 0;
-	for (uint64_t i = first; i <= last; i++) {
-		uint64_t v;
-		int r = get_refcount(im, i, &v);
-
-		if (r)
-			return r;
-		if (!v)
-			return corrupt(im, "dropping a reference to a free cluster",
-				       i << im->cluster_bits);
-		r = set_refcount(im, i, v - 1);
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
-/* Clusters the header, the l1_table and the refcount_table occupy: never
- * written as data. */
-static bool is_fixed_metadata(const struct qimg *im, uint64_t host)
-{
-	uint64_t end = host + im->cluster_size;
-
-	return host < im->cluster_size ||
-	       (host < im->l1_offset + im->l1_size * 8ull && end > im->l1_offset) ||
-	       (host < im->reftable_offset + im->reftable_bytes &&
-		end > im->reftable_offset);
-}
-
-/* A free host cluster at the end of the file, its refcount set to 1.
- * Nothing past the end can be in use: a refcount there is corruption,
- * refused rather than skipped (skipping could walk a hostile
- * refcount_table's claims for a very long time). */
-static int alloc_cluster(struct qimg *im, uint64_t *host)
-{
-	uint64_t off = im->next_free, v;
-	int r = get_refcount(im, off >> im->cluster_bits, &v);
-
-	if (r)
-		return r;
-	if (v)
-		return corrupt(im, "refcount for a cluster past the end of the file", off);
-	im->next_free += im->cluster_size;
-	*host = off;
-	return set_refcount(im, off >> im->cluster_bits, 1);
-}
-
-/* Before a table entry starts referencing newly counted clusters. */
-static int sync_refcounts(struct qimg *im)
-{
-	if (!im->refcounts_unsynced)
-		return 0;
-	if (fdatasync(im->fd))
-		return -errno;
-	im->refcounts_unsynced = false;
-	return 0;
-}
-
-/* ---- writes ---- */
-
-/* The l2_table for guest offset `g`, made private (COPIED) and allocated
- * if needed; *l2_off is its host offset. */
-static int l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t **table)
-{
-	uint64_t l1_idx = g >> (im->cluster_bits + im->l2_bits);
-	uint64_t old = im->l1[l1_idx], old_off = old & OFFSET_MASK, nt;
-	uint64_t *src = NULL, *dst;
-	uint8_t e[8];
-	int r;
-
-	if (old_off) {
-		r = check_table(im, &im->l2s, old_off, "bad l2_table offset");
-		if (r)
-			return r;
-	}
-	if (old_off && (old & ENTRY_COPIED)) {
-		*l2_off = old_off;
-		return l2_load(im, old_off, table);
-	}
-	if (old_off) {
-		r = l2_load(im, old_off, &src);
-		if (r)
-			return r;
-	}
-	r = alloc_cluster(im, &nt);
-	if (!r)
-		r = oset_add(&im->l2s, nt);
-	if (r)
-		return r;
-	/* Load the new table into the cache (reads zeros past the end of
-	 * the file), then fill it: a copy of the shared table with COPIED
-	 * recomputed, or empty. */
-	dst = malloc(im->cluster_size);
-	if (!dst)
-		return -ENOMEM;
-	if (src)
-		memcpy(dst, src, im->cluster_size);
-	else
-		memset(dst, 0, im->cluster_size);
-	for (uint64_t i = 0; src && i < (1ull << im->l2_bits); i++) {
-		uint64_t ent = be64((uint8_t *)&dst[i]), host = ent & OFFSET_MASK, v;
-
-		if (!(ent & L2E_COMPRESSED) && host) {
-			r = get_refcount(im, host >> im->cluster_bits, &v);
-			if (r)
-				break;
-			ent = v == 1 ? ent | ENTRY_COPIED : ent & ~ENTRY_COPIED;
-			put_be64((uint8_t *)&dst[i], ent);
-		}
-	}
-	if (!r)
-		r = wr(im, dst, im->cluster_size, nt);
-	free(dst);
-	if (!r)
-		r = sync_refcounts(im);
-	if (r)
-		return r;
-	put_be64(e, nt | ENTRY_COPIED);
-	r = wr(im, e, 8, im->l1_offset + l1_idx * 8);
-	if (r)
-		return r;
-	im->l1[l1_idx] = nt | ENTRY_COPIED;
-	if (old_off) {
-		r = unref_range(im, old_off, im->cluster_size);
-		if (r)
-			return r;
-	}
-	*l2_off = nt;
-	return l2_load(im, nt, table);
-}
-
-/* An l2 entry to point at a newly written cluster, once the refcounts
- * that count it are on disk. */
-struct l2_update {
-	uint64_t l2_off, idx;   /* the l2_table (host offset), entry index */
-	uint64_t entry, old;    /* new and previous l2 entries */
-};
-
-/* Guest bytes [g, g + n), within one cluster: written in place (*u_used
- * stays false), or into a new cluster, filled whole with the old contents
- * around the new bytes, whose l2 update is left in *u. */
-static int write_part(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t n,
-		      struct l2_update *u, bool *u_used)
-{
-	uint64_t cs = im->cluster_size, in = g & (cs - 1), cstart = g - in;
-	uint64_t idx = (g >> im->cluster_bits) & ((1ull << im->l2_bits) - 1);
-	uint64_t l2_off, *table, entry, host, nh;
-	uint8_t *cl;
-	int r = l2_for_write(im, g, &l2_off, &table);
-
-	*u_used = false;
-	if (r)
-		return r;
-	entry = be64((uint8_t *)&table[idx]);
-	host = entry & OFFSET_MASK;
-	if ((entry & ENTRY_COPIED) && !(entry & L2E_COMPRESSED) && host &&
-	    !(entry & L2E_ZERO)) {
-		/* Never through a data entry onto metadata, nor past the
-		 * end of the file where the allocator hands out clusters. */
-		if (!cluster_aligned(im, host) || is_fixed_metadata(im, host) ||
-		    oset_has(&im->l2s, host) || oset_has(&im->rbs, host) ||
-		    host >= im->next_free)
-			return corrupt(im, "bad data cluster entry", entry);
-		return wr(im, buf, n, host + in);
-	}
-	cl = malloc(cs);
-	if (!cl)
-		return -ENOMEM;
-	if (n < cs) {
-		uint64_t avail = im->size - cstart < cs ? im->size - cstart : cs;
-
-		memset(cl, 0, cs);
-		r = read_mapped(im, entry, cstart, cl, avail);
-	}
-	if (!r) {
-		memcpy(cl + in, buf, n);
-		r = alloc_cluster(im, &nh);
-	}
-	if (!r)
-		r = wr(im, cl, cs, nh);
-	free(cl);
-	if (r)
-		return r;
-	*u = (struct l2_update){ l2_off, idx, nh | ENTRY_COPIED, entry };
-	*u_used = true;
-	return 0;
-}
-
-/* Point the l2_table at the new cluster, then drop the old cluster's
- * reference: a crash in between leaks, never frees what is in use. */
-static int apply_update(struct qimg *im, const struct l2_update *u)
-{
-	uint64_t *table, host = u->old & OFFSET_MASK;
-	uint8_t e[8];
-	int r = l2_load(im, u->l2_off, &table);
-
-	if (r)
-		return r;
-	put_be64(e, u->entry);
-	memcpy(&table[u->idx], e, 8);
-	r = wr(im, e, 8, u->l2_off + u->idx * 8);
-	if (r)
-		return r;
-	if (u->old & L2E_COMPRESSED) {
-		unsigned x = 62 - (im->cluster_bits - 8);
-		uint64_t coff = u->old & ((1ull << x) - 1);
-		uint64_t nsec = ((u->old & ~L2E_COMPRESSED & ~ENTRY_COPIED) >> x) + 1;
-
-		return unref_range(im, coff, nsec * 512 - (coff & 511));
-	}
-	/* Not written in place: a host cluster it had (shared, or
-	 * preallocated with the zero flag) loses this reference. */
-	if (host)
-		return unref_range(im, host, im->cluster_size);
-	return 0;
-}
-
-/* One request's clusters: data and refcounts of all new clusters first,
- * one fdatasync, then every l2 update (not a sync per cluster). */
-static int img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len)
-{
-	uint64_t cs = im->cluster_size;
-	size_t max = (size_t)(len / cs + 2), nr = 0;
-	struct l2_update *ups = malloc(max * sizeof(*ups));
-	int r = 0;
-
-	if (!ups)
-		return -ENOMEM;
-	while (len && !r) {
-		uint64_t n = cs - (off & (cs - 1));
-		bool used;
-
-		if (n > len)
-			n = len;
-		r = write_part(im, off, buf, n, &ups[nr], &used);
-		nr += used;
-		off += n;
-		buf += n;
-		len -= n;
-	}
-	/* On failure the new clusters stay unreferenced: leaked, as a crash
-	 * would leave them. */
-	if (!r && nr)
-		r = sync_refcounts(im);
-	for (size_t i = 0; i < nr && !r; i++)
-		r = apply_update(im, &ups[i]);
-	free(ups);
-	return r;
-}
-
-/* ---- requests ---- */
-
-static int run_req(struct block_dev *bd, struct qcow2_state *s, struct pending *p)
-{
-	const struct block_req *q = &p->req;
-	uint8_t *buf, *c;
-	int r;
-
-	switch (q->op) {
-	case BLOCK_OP_READ:
-	case BLOCK_OP_WRITE:
-		buf = malloc(q->len ? q->len : 1);
-		if (!buf)
-			return -ENOMEM;
-		c = buf;
-		if (q->op == BLOCK_OP_WRITE) {
-			for (int i = 0; i < q->iovcnt; c += p->iov[i].iov_len, i++)
-				memcpy(c, p->iov[i].iov_base, p->iov[i].iov_len);
-			r = img_write(s->img, q->offset, buf, q->len);
-		} else {
-			r = img_read(s->img, q->offset, buf, q->len);
-			for (int i = 0; !r && i < q->iovcnt; c += p->iov[i].iov_len, i++)
-				memcpy(p->iov[i].iov_base, c, p->iov[i].iov_len);
-		}
-		free(buf);
-		return r;
-	case BLOCK_OP_FLUSH:
-		if (fdatasync(s->img->fd))
-			return -errno;
-		bd->stats.flushes_done++;
-		return 0;
-	case BLOCK_OP_DISCARD:
-		/* Advisory: freeing clusters is not implemented yet, and the
-		 * device was told so through can_discard. */
-		return 0;
-	case BLOCK_OP_WRITE_ZEROES:
-		if (!s->zeros && !(s->zeros = calloc(1, ZERO_CHUNK)))
-			return -ENOMEM;
-		for (uint64_t done = 0; done < q->len; done += ZERO_CHUNK) {
-			uint64_t n = q->len - done < ZERO_CHUNK ? q->len - done : ZERO_CHUNK;
-
-			r = img_write(s->img, q->offset + done, s->zeros, n);
-			if (r)
-				return r;
-		}
-		return 0;
-	}
-	return -EINVAL;
-}
-
-/* Run every queued request; requests queued by the callbacks raise the
- * eventfd again and run on the next round. */
-static void run_pending(struct block_dev *bd)
-{
-	struct qcow2_state *s = bd->state;
-	struct pending *p = s->head;
-
-	s->head = s->tail = NULL;
-	while (p) {
-		struct pending *next = p->next;
-		int r = run_req(bd, s, p);
-
-		if (r && r != -ENOMEM && r != -ENOSPC)
-			r = -EIO;
-		p->req.done(p->req.opaque, r);
-		free(p);
-		p = next;
-	}
-}
-
-static void qcow2_event(void *opaque, uint32_t events)
-{
-	struct block_dev *bd = opaque;
-	struct qcow2_state *s = bd->state;
-	uint64_t v;
-
-	(void)events;
-	if (read(s->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-		log_warn("%s: eventfd: %s", bd->name, strerror(errno));
-	run_pending(bd);
-}
-
-static int qcow2_submit(struct block_dev *bd, const struct block_req *req)
-{
-	struct qcow2_state *s = bd->state;
-	int n = req->op == BLOCK_OP_READ || req->op == BLOCK_OP_WRITE ? req->iovcnt : 0;
-	struct pending *p = malloc(sizeof(*p) + n * sizeof(struct iovec));
-	uint64_t one = 1;
-
-	if (!p)
-		return -ENOMEM;
-	p->next = NULL;
-	p->req = *req;
-	if (n)
-		memcpy(p->iov, req->iov, n * sizeof(struct iovec));
-	p->req.iov = p->iov;
-	if (s->tail)
-		s->tail->next = p;
-	else
-		s->head = p;
-	s->tail = p;
-	bd->stats.sqes[req->op]++;
-	if (write(s->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warn("%s: eventfd: %s", bd->name, strerror(errno));
-	return 0;
+	return qcow2_oset_has(o, off) ? 0 : qcow2_corrupt(im, what, off);
 }
 
 /* ---- opening ---- */
 
-static void img_free(struct qimg *im)
+void qcow2_img_free(struct qimg *im)
 {
 	while (im) {
 		struct qimg *b = im->backing;
@@ -1026,7 +269,7 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 	h = malloc(hlen);
 	if (!h)
 		return -ENOMEM;
-	r = rd(im->fd, h, hlen, 0);
+	r = qcow2_pread(im->fd, h, hlen, 0);
 	if (r) {
 		snprintf(err, errlen, "%s: cannot read the header: %s", path, strerror(-r));
 		goto out;
@@ -1171,7 +414,7 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 	if (im->writable && autoclear && !*force_ro) {
 		uint8_t z[8] = { 0 };
 
-		r = wr(im, z, 8, 88);
+		r = qcow2_pwrite(im, z, 8, 88);
 		if (r) {
 			snprintf(err, errlen, "%s: cannot update the header: %s", path, strerror(-r));
 			goto out;
@@ -1204,12 +447,12 @@ static int load_tables(struct qimg *im, char *err, size_t errlen)
 		if (!(im->l2_cache[i].table = malloc(cs)))
 			goto nomem;
 	raw = (uint8_t *)im->l1;
-	r = rd(im->fd, raw, im->l1_size * 8ull, im->l1_offset);
+	r = qcow2_pread(im->fd, raw, im->l1_size * 8ull, im->l1_offset);
 	for (uint32_t i = 0; !r && i < im->l1_size; i++)
 		im->l1[i] = be64(raw + i * 8);
 	raw = (uint8_t *)im->reftable;
 	if (!r)
-		r = rd(im->fd, raw, im->reftable_bytes, im->reftable_offset);
+		r = qcow2_pread(im->fd, raw, im->reftable_bytes, im->reftable_offset);
 	for (uint64_t i = 0; !r && i < im->reftable_entries; i++)
 		im->reftable[i] = be64(raw + i * 8);
 	if (r) {
@@ -1223,15 +466,15 @@ static int load_tables(struct qimg *im, char *err, size_t errlen)
 		uint64_t o = im->l1[i] & OFFSET_MASK;
 
 		if (o && cluster_aligned(im, o) && o + cs <= im->file_size &&
-		    !is_fixed_metadata(im, o) && oset_add(&im->l2s, o))
+		    !qcow2_is_fixed_metadata(im, o) && qcow2_oset_add(&im->l2s, o))
 			goto nomem;
 	}
 	for (uint64_t i = 0; i < im->reftable_entries; i++) {
 		uint64_t o = im->reftable[i] & REFT_OFFSET_MASK;
 
 		if (o && cluster_aligned(im, o) && o + cs <= im->file_size &&
-		    !is_fixed_metadata(im, o) && !oset_has(&im->l2s, o) &&
-		    oset_add(&im->rbs, o))
+		    !qcow2_is_fixed_metadata(im, o) && !qcow2_oset_has(&im->l2s, o) &&
+		    qcow2_oset_add(&im->rbs, o))
 			goto nomem;
 	}
 	return 0;
@@ -1360,14 +603,6 @@ int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
 	return 0;
 }
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 		 const char *backing, const char *backing_fmt, char *err,
 		 size_t errlen)
@@ -1468,83 +703,68 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 	return r;
 }
 
-static void qcow2_close(struct block_dev *bd)
+int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
+		   bool *force_ro, struct qimg **out, char *err, size_t errlen)
 {
-	struct qcow2_state *s = bd->state;
-
-	while (s->head)
-		run_pending(bd);
-	evloop_del(bd->loop, s->efd);
-	close(s->efd);
-	img_free(s->img);
-	free(s->zeros);
-	free(s);
-	bd->state = NULL;
-}
-
-static const struct block_driver qcow2_driver = {
-	.name = "qcow2",
-	.submit = qcow2_submit,
-	.close = qcow2_close,
-};
-
-int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
-{
-	struct qcow2_state *s = calloc(1, sizeof(*s));
 	struct qimg *im = calloc(1, sizeof(*im));
-	bool force_ro = false;
 	struct stat st;
 	int r;
 
-	if (!s || !im || !(im->path = strdup(bd->name))) {
+	*out = NULL;
+	if (!im || !(im->path = strdup(path))) {
 		close(fd);
-		free(s);
 		free(im);
-		snprintf(err, errlen, "%s: out of memory", bd->name);
+		snprintf(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	im->fd = fd;
-	im->is_qcow2 = true;
-	im->writable = !bd->readonly;
-	s->img = im;
-	s->efd = -1;
+	im->is_qcow2 = is_qcow2;
+	im->writable = writable;
 	if (fstat(fd, &st) < 0) {
 		r = -errno;
-		snprintf(err, errlen, "%s: %s", bd->name, strerror(-r));
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
 		goto fail;
 	}
 	im->dev = st.st_dev;
 	im->ino = st.st_ino;
-	im->file_size = (uint64_t)st.st_size;
-	r = open_chain(im, &force_ro, err, errlen);
+	if (S_ISBLK(st.st_mode)) {
+		off_t end = lseek(fd, 0, SEEK_END);
+
+		if (end < 0) {
+			r = -errno;
+			snprintf(err, errlen, "%s: %s", path, strerror(-r));
+			goto fail;
+		}
+		im->file_size = (uint64_t)end;
+	} else {
+		im->file_size = (uint64_t)st.st_size;
+	}
+	if (!is_qcow2) {
+		im->size = im->file_size;
+		*out = im;
+		return 0;
+	}
+	r = open_chain(im, force_ro, err, errlen);
 	if (r)
 		goto fail;
-	if (force_ro) {
-		bd->readonly = true;
+	if (*force_ro)
 		im->writable = false;
-	}
-	s->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->efd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "%s: eventfd: %s", bd->name, strerror(-r));
-		goto fail;
-	}
-	bd->size = im->size;
-	bd->can_discard = false;
-	bd->drv = &qcow2_driver;
-	bd->state = s;
-	r = evloop_add(bd->loop, s->efd, EPOLLIN, qcow2_event, bd);
-	if (r < 0) {
-		snprintf(err, errlen, "%s: event loop: %s", bd->name, strerror(-r));
-		goto fail;
-	}
+	*out = im;
 	return 0;
 fail:
-	if (s->efd >= 0)
-		close(s->efd);
-	img_free(im);
-	free(s);
-	bd->state = NULL;
-	bd->drv = NULL;
+	qcow2_img_free(im);
 	return r;
+}
+
+int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
+{
+	bool force_ro = false;
+	struct qimg *im;
+	int r = qcow2_img_open(fd, bd->name, true, !bd->readonly, &force_ro, &im, err, errlen);
+
+	if (r)
+		return r;
+	if (force_ro)
+		bd->readonly = true;
+	return qcow2_io_attach(bd, im, err, errlen);
 }

@@ -1,0 +1,84 @@
+/*
+ * image.h - synchronous access to a disk image and its backing chain, for
+ * tools (`kvmm img`): read and write guest bytes, ask what is allocated
+ * where.  Devices use block.h instead (asynchronous, on an I/O thread).
+ *
+ * An image is raw or qcow2 (QEMU's docs/interop/qcow2.txt); a qcow2
+ * image's backing files are opened with it, read-only, with the formats
+ * the images record.  Offsets and lengths are in bytes of the virtual
+ * disk.  One thread at a time per image.
+ */
+#ifndef KVMM_BLOCK_IMAGE_H
+#define KVMM_BLOCK_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct image;
+
+struct image_opts {
+	const char *path;
+	const char *format;  /* "raw", "qcow2", or NULL to probe (the
+			      * qcow2 magic, else raw) */
+	bool writable;
+	bool force_share;    /* take no lock (qemu-img -U): for reading an
+			      * image another process may be writing */
+};
+
+/* Open o->path and, for qcow2, its backing chain; lock it as block_open()
+ * does unless o->force_share.  Returns 0 with *out, or -errno with a
+ * one-line message naming the file and the problem in err: -EAGAIN when
+ * another process holds a conflicting lock, -EINVAL for an invalid image,
+ * -ENOTSUP for a qcow2 feature kvmm does not implement, -EROFS for a
+ * dirty or corrupt qcow2 image opened writable. */
+int image_open(const struct image_opts *o, struct image **out, char *err,
+	       size_t errlen);
+
+/* Close an image and its chain (NULL is a no-op); nothing is synced. */
+void image_close(struct image *img);
+
+/* The virtual disk size in bytes. */
+uint64_t image_size(const struct image *img);
+
+/* "raw" or "qcow2". */
+const char *image_format(const struct image *img);
+
+/* The path the image was opened with (backing files: resolved against
+ * their child's directory). */
+const char *image_path(const struct image *img);
+
+/* The backing image, owned by img (NULL when there is none). */
+struct image *image_backing(struct image *img);
+
+/* Read guest bytes [off, off + len) through the chain (bytes past the
+ * virtual size read as zeros).  Returns 0 or -errno (-EIO on corruption,
+ * logged). */
+int image_pread(struct image *img, void *buf, uint64_t len, uint64_t off);
+
+/* Write guest bytes [off, off + len) (off + len <= image_size()).  For
+ * qcow2 with the driver's crash-safe ordering.  Returns 0, -EINVAL past
+ * the end, -EROFS for an image not opened writable, or -errno. */
+int image_pwrite(struct image *img, const void *buf, uint64_t len, uint64_t off);
+
+/* fdatasync.  Returns 0 or -errno. */
+int image_flush(struct image *img);
+
+/* What image_block_status() reports of a range (qemu-img map's terms). */
+#define IMAGE_ALLOCATED  (1u << 0) /* this layer decides the content
+				    * (false: the backing file does) */
+#define IMAGE_ZERO       (1u << 1) /* reads as zeros */
+#define IMAGE_DATA       (1u << 2) /* stored in a host range (host_off) */
+#define IMAGE_COMPRESSED (1u << 3) /* stored compressed (no host_off) */
+
+/* Status of the range starting at `off`, at most `len` bytes: *pnum bytes
+ * (> 0 when len > 0) share *flags and, for IMAGE_DATA without
+ * IMAGE_COMPRESSED, lie contiguously at file offset *host_off (else
+ * *host_off is 0).  Only this layer is looked at: a range not
+ * IMAGE_ALLOCATED is the backing file's (or zeros without one).  A raw
+ * image is allocated everywhere; its holes (SEEK_HOLE) read as zeros.
+ * Returns 0 or -errno (-EINVAL past the end). */
+int image_block_status(struct image *img, uint64_t off, uint64_t len,
+		       uint64_t *pnum, unsigned *flags, uint64_t *host_off);
+
+#endif

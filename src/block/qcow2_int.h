@@ -1,0 +1,205 @@
+/*
+ * qcow2_int.h - what the qcow2 driver's files share (qcow2.c: header,
+ * open, create; qcow2_cluster.c: l2 cache, guest reads and writes;
+ * qcow2_refcount.c: refcounts and cluster allocation; qcow2_io.c: the
+ * block_driver requests).  Not an interface: devices use block.h, tools
+ * image.h.  The format and the driver's design are described at the top
+ * of qcow2.c; names follow QEMU's docs/interop/qcow2.txt.
+ */
+#ifndef KVMM_BLOCK_QCOW2_INT_H
+#define KVMM_BLOCK_QCOW2_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct block_dev;
+
+#define QCOW2_MAGIC          0x514649fbu
+#define HDR_V2_LEN           72
+#define HDR_V3_LEN           104
+#define EXT_END              0
+#define EXT_BACKING_FMT      0xe2792acau
+#define EXT_FEATURE_NAMES    0x6803f857u
+
+#define INCOMPAT_DIRTY       (1ull << 0)
+#define INCOMPAT_CORRUPT     (1ull << 1)
+#define INCOMPAT_DATA_FILE   (1ull << 2)
+#define INCOMPAT_COMPRESSION (1ull << 3)
+#define INCOMPAT_EXTL2       (1ull << 4)
+
+#define OFFSET_MASK          0x00fffffffffffe00ull /* bits 9..55 */
+#define L2E_ZERO             (1ull << 0)
+#define L2E_COMPRESSED       (1ull << 62)
+#define ENTRY_COPIED         (1ull << 63)
+#define REFT_OFFSET_MASK     0xfffffffffffffe00ull /* bits 9..63 */
+
+/* QEMU's limits (QCOW_MAX_L1_SIZE, QCOW_MAX_REFTABLE_SIZE): tables we
+ * hold in memory are bounded whatever the header claims. */
+#define MAX_L1_BYTES         (32u << 20)
+#define MAX_REFTABLE_BYTES   (8u << 20)
+#define MAX_BACKING_NAME     1023
+#define L2_CACHE_BYTES       (8u << 20)
+#define L2_CACHE_MAX_SLOTS   32
+#define ZERO_CHUNK           (1u << 20)
+
+/* A sorted set of host offsets. */
+struct oset {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+struct l2_slot {
+	uint64_t offset;        /* host offset of the l2_table; 0 = empty */
+	uint64_t used;          /* LRU clock */
+	uint64_t *table;        /* big-endian, as on disk */
+};
+
+/* One file of a chain: the image itself, or a backing file. */
+struct qimg {
+	int fd;
+	bool is_qcow2;
+	bool writable;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	uint64_t size;          /* bytes the guest sees */
+	uint64_t file_size;     /* bytes, at open; grows as we allocate */
+	struct qimg *child;     /* the image naming this one (loop check) */
+	struct qimg *backing;
+	/* qcow2 only. */
+	uint32_t version, cluster_bits, l2_bits, refcount_order;
+	uint64_t cluster_size;
+	uint64_t *l1;           /* host-endian copy of l1_table */
+	uint32_t l1_size;
+	uint64_t l1_offset;
+	uint64_t *reftable;     /* host-endian copy of refcount_table */
+	uint64_t reftable_entries, reftable_offset, reftable_bytes;
+	struct l2_slot *l2_cache;
+	unsigned l2_slots;
+	uint64_t lru_clock;
+	uint64_t next_free;     /* where the next cluster is allocated */
+	struct oset l2s, rbs;   /* every l2_table, refcount_block */
+	bool refcounts_unsynced;
+	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
+	uint8_t *dbuf;          /* the last decompressed cluster ... */
+	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
+};
+
+static inline uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t be64(const uint8_t *p)
+{
+	return (uint64_t)be32(p) << 32 | be32(p + 4);
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline bool cluster_aligned(const struct qimg *im, uint64_t off)
+{
+	return !(off & (im->cluster_size - 1));
+}
+
+/* ---- qcow2.c: file access, the metadata sets, opening ---- */
+
+/* pread len bytes at file offset off of fd; bytes past the end of the
+ * file read as zeros.  Returns 0 or -errno. */
+int qcow2_pread(int fd, void *buf, uint64_t len, uint64_t off);
+
+/* pwrite all of buf at off in im's file, growing im->file_size.
+ * Returns 0, -errno, or -EIO for a short write that made no progress. */
+int qcow2_pwrite(struct qimg *im, const void *buf, uint64_t len, uint64_t off);
+
+/* fdatasync im's file.  Returns 0 or -errno. */
+int qcow2_fdatasync(struct qimg *im);
+
+/* Log that im is corrupt (`what`, value v) and return -EIO. */
+int qcow2_corrupt(const struct qimg *im, const char *what, uint64_t v);
+
+/* Sorted sets of host offsets (byte offsets, cluster aligned). */
+bool qcow2_oset_has(const struct oset *o, uint64_t off);
+int qcow2_oset_add(struct oset *o, uint64_t off);  /* 0 or -ENOMEM */
+
+/* A table pointer read from the image must be in its set (im->l2s or
+ * im->rbs): 0, or qcow2_corrupt() naming `what`. */
+int qcow2_check_table(const struct qimg *im, const struct oset *o, uint64_t off,
+		      const char *what);
+
+/* Open the chain whose top image is open on fd (owned from now on, also
+ * on error) at `path`: a qcow2 image when is_qcow2, else raw.  writable
+ * says how fd was opened; *force_ro is set when the image is marked
+ * corrupt.  Backing files are opened read-only and locked as QEMU locks
+ * a backing child.  Returns 0 with *out, or -errno with a message in err
+ * (the errors of qcow2_open()). */
+int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
+		   bool *force_ro, struct qimg **out, char *err, size_t errlen);
+
+/* Close and free a chain (NULL is a no-op). */
+void qcow2_img_free(struct qimg *im);
+
+/* ---- qcow2_cluster.c: the l2 cache, reads and writes of guest bytes ---- */
+
+/* The l2_table at host offset `off` (checked by the caller), through the
+ * cache; *table is big-endian, valid until the next load. */
+int qcow2_l2_load(struct qimg *im, uint64_t off, uint64_t **table);
+
+/* The l2 entry for guest offset g (0 when its l1 entry is empty). */
+int qcow2_l2_entry(struct qimg *im, uint64_t g, uint64_t *entry);
+
+/* Bytes [g, g + n) of one guest cluster whose l2 entry is `entry`. */
+int qcow2_read_mapped(struct qimg *im, uint64_t entry, uint64_t g, uint8_t *buf,
+		      uint64_t n);
+
+/* Guest bytes [off, off + len) of any image of a chain (raw or qcow2);
+ * past the virtual size reads zeros.  0 or -errno. */
+int qcow2_img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
+
+/* Write guest bytes [off, off + len) of a writable qcow2 image, with the
+ * crash-safe ordering described in qcow2.c.  0 or -errno. */
+int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len);
+
+/* ---- qcow2_refcount.c: refcounts and allocation ---- */
+
+/* Refcount of host cluster number idx (0 when no refcount_block). */
+int qcow2_get_refcount(struct qimg *im, uint64_t idx, uint64_t *val);
+
+/* Set it (allocating a refcount_block if needed); marks refcounts
+ * unsynced. */
+int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val);
+
+/* Drop one reference to each host cluster of bytes [off, off + len). */
+int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len);
+
+/* Whether the cluster at host offset `host` holds the header, the
+ * l1_table or the refcount_table. */
+bool qcow2_is_fixed_metadata(const struct qimg *im, uint64_t host);
+
+/* A free host cluster at the end of the file, its refcount set to 1. */
+int qcow2_alloc_cluster(struct qimg *im, uint64_t *host);
+
+/* fdatasync if refcounts were written since the last sync. */
+int qcow2_sync_refcounts(struct qimg *im);
+
+/* ---- qcow2_io.c: the block_driver ---- */
+
+/* Attach the block driver over the chain `im` (owned from now on, also
+ * on error) to bd, on bd->loop.  Returns 0, or -errno with a message. */
+int qcow2_io_attach(struct block_dev *bd, struct qimg *im, char *err, size_t errlen);
+
+#endif

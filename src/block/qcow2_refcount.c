@@ -1,0 +1,211 @@
+/*
+ * qcow2_refcount.c - refcounts and cluster allocation for qcow2.c.
+ *
+ * The refcount_table (a host-endian copy in im->reftable) points at
+ * refcount_blocks, one cluster each, holding 1 << refcount_order bits per
+ * host cluster (big-endian, widths 1..64; below 8 bits the low bits of a
+ * byte come first, as QEMU packs them).  New clusters come from the end
+ * of the file (next_free).  Refcount writes mark the image
+ * refcounts_unsynced; qcow2_sync_refcounts() is the fdatasync that must
+ * come before a table points at what they counted (ordering: qcow2.c).
+ */
+#include "block/qcow2_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/log.h"
+
+static unsigned rb_bits(const struct qimg *im)
+{
+	return im->cluster_bits + 3 - im->refcount_order;
+}
+
+/* Where host cluster `idx`'s refcount lives: the refcount_block's offset
+ * (0: none yet) and the entry's bit position in it. */
+static int ref_locate(struct qimg *im, uint64_t idx, uint64_t *rb, uint64_t *bit)
+{
+	uint64_t t = idx >> rb_bits(im);
+
+	*rb = t < im->reftable_entries ? im->reftable[t] & REFT_OFFSET_MASK : 0;
+	*bit = (idx & ((1ull << rb_bits(im)) - 1)) << im->refcount_order;
+	return *rb ? qcow2_check_table(im, &im->rbs, *rb, "bad refcount_block offset") : 0;
+}
+
+static uint64_t ref_from(const uint8_t *p, unsigned width, uint64_t bit)
+{
+	uint64_t v = 0;
+
+	if (width < 8)
+		return (p[0] >> (bit & 7)) & ((1u << width) - 1);
+	for (unsigned i = 0; i < width / 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void ref_into(uint8_t *p, unsigned width, uint64_t bit, uint64_t v)
+{
+	if (width < 8) {
+		unsigned mask = ((1u << width) - 1) << (bit & 7);
+
+		p[0] = (uint8_t)((p[0] & ~mask) | ((v << (bit & 7)) & mask));
+		return;
+	}
+	for (int i = (int)width / 8 - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+int qcow2_get_refcount(struct qimg *im, uint64_t idx, uint64_t *val)
+{
+	unsigned width = 1u << im->refcount_order;
+	uint64_t rb, bit;
+	uint8_t b[8];
+	int r = ref_locate(im, idx, &rb, &bit);
+
+	*val = 0;
+	if (r || !rb)
+		return r;
+	r = qcow2_pread(im->fd, b, width < 8 ? 1 : width / 8, rb + bit / 8);
+	if (!r)
+		*val = ref_from(b, width, bit);
+	return r;
+}
+
+/* A new, zeroed refcount_block for refcount_table entry `t`, placed at
+ * next_free and counting itself. */
+static int alloc_refblock(struct qimg *im, uint64_t t)
+{
+	uint64_t nb = im->next_free, nb_idx = nb >> im->cluster_bits;
+	uint8_t *buf, e[8];
+	int r;
+
+	if (t >= im->reftable_entries) {
+		log_error("%s: the refcount_table is full (growing it is not implemented)",
+			  im->path);
+		return -ENOSPC;
+	}
+	buf = calloc(1, im->cluster_size);
+	if (!buf)
+		return -ENOMEM;
+	im->next_free += im->cluster_size;
+	if (nb_idx >> rb_bits(im) == t) {
+		uint64_t bit = (nb_idx & ((1ull << rb_bits(im)) - 1)) << im->refcount_order;
+
+		ref_into(buf + bit / 8, 1u << im->refcount_order, bit, 1);
+		r = 0;
+	} else {
+		r = qcow2_set_refcount(im, nb_idx, 1);
+	}
+	if (!r)
+		r = qcow2_pwrite(im, buf, im->cluster_size, nb);
+	free(buf);
+	/* The block must be on disk before the table points at it. */
+	if (!r)
+		r = qcow2_fdatasync(im);
+	if (r)
+		return r;
+	r = qcow2_oset_add(&im->rbs, nb);
+	if (r)
+		return r;
+	put_be64(e, nb);
+	r = qcow2_pwrite(im, e, 8, im->reftable_offset + t * 8);
+	if (!r)
+		im->reftable[t] = nb;
+	return r;
+}
+
+int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val)
+{
+	unsigned width = 1u << im->refcount_order;
+	uint64_t rb, bit;
+	uint8_t b[8];
+	int r = ref_locate(im, idx, &rb, &bit);
+
+	if (!r && !rb) {
+		r = alloc_refblock(im, idx >> rb_bits(im));
+		if (!r)
+			r = ref_locate(im, idx, &rb, &bit);
+	}
+	if (r)
+		return r;
+	if (width < 8) {
+		r = qcow2_pread(im->fd, b, 1, rb + bit / 8);
+		if (r)
+			return r;
+	}
+	ref_into(b, width, bit, val);
+	im->refcounts_unsynced = true;
+	return qcow2_pwrite(im, b, width < 8 ? 1 : width / 8, rb + bit / 8);
+}
+
+/* Drop one reference to each host cluster of [off, off + len). */
+int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len)
+{
+	uint64_t first = off >> im->cluster_bits;
+	uint64_t last = (off + len - 1) >> im->cluster_bits;
+
+	/* Freed space may be reused: forget what was decompressed. */
+	im->dbuf_key = 0;
+	for (uint64_t i = first; i <= last; i++) {
+		uint64_t v;
+		int r = qcow2_get_refcount(im, i, &v);
+
+		if (r)
+			return r;
+		if (!v)
+			return qcow2_corrupt(im, "dropping a reference to a free cluster",
+				       i << im->cluster_bits);
+		r = qcow2_set_refcount(im, i, v - 1);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Clusters the header, the l1_table and the refcount_table occupy: never
+ * written as data. */
+bool qcow2_is_fixed_metadata(const struct qimg *im, uint64_t host)
+{
+	uint64_t end = host + im->cluster_size;
+
+	return host < im->cluster_size ||
+	       (host < im->l1_offset + im->l1_size * 8ull && end > im->l1_offset) ||
+	       (host < im->reftable_offset + im->reftable_bytes &&
+		end > im->reftable_offset);
+}
+
+/* A free host cluster at the end of the file, its refcount set to 1.
+ * Nothing past the end can be in use: a refcount there is corruption,
+ * refused rather than skipped (skipping could walk a hostile
+ * refcount_table's claims for a very long time). */
+int qcow2_alloc_cluster(struct qimg *im, uint64_t *host)
+{
+	uint64_t off = im->next_free, v;
+	int r = qcow2_get_refcount(im, off >> im->cluster_bits, &v);
+
+	if (r)
+		return r;
+	if (v)
+		return qcow2_corrupt(im, "refcount for a cluster past the end of the file", off);
+	im->next_free += im->cluster_size;
+	*host = off;
+	return qcow2_set_refcount(im, off >> im->cluster_bits, 1);
+}
+
+/* Before a table entry starts referencing newly counted clusters. */
+int qcow2_sync_refcounts(struct qimg *im)
+{
+	if (!im->refcounts_unsynced)
+		return 0;
+	int r = qcow2_fdatasync(im);
+
+	if (!r)
+		im->refcounts_unsynced = false;
+	return r;
+}
