@@ -30,6 +30,7 @@
 
 #include "block/qcow2.h"
 #include "cli/cli.h"
+#include "cli/img.h"
 #include "util/size.h"
 
 static void usage(FILE *f)
@@ -44,7 +45,7 @@ static void usage(FILE *f)
 "refcounts, cluster_size 64k unless given (512 to 2M, a power of two).\n");
 }
 
-static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
+int img_fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -72,14 +73,14 @@ static int backing_size(const char *image, const char *backing, const char *fmt,
 		snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - image), image, backing);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail("backing file %s: %s", path, strerror(errno));
+		return img_fail("backing file %s: %s", path, strerror(errno));
 	if (!strcmp(fmt, "qcow2")) {
 		r = qcow2_info(fd, path, &info, err, sizeof(err));
 		if (r)
-			fail("%s", err);
+			img_fail("%s", err);
 		*size = info.size;
 	} else if ((end = lseek(fd, 0, SEEK_END)) < 0) {
-		r = fail("backing file %s: %s", path, strerror(errno));
+		r = img_fail("backing file %s: %s", path, strerror(errno));
 	} else {
 		*size = (uint64_t)end;
 	}
@@ -107,9 +108,9 @@ static int img_create(int argc, char **argv)
 			while ((kv = strsep(&opts, ","))) {
 				if (!strncmp(kv, "cluster_size=", 13)) {
 					if (size_parse(kv + 13, 1, &cs))
-						return fail("bad cluster_size: %s", kv + 13);
+						return img_fail("bad cluster_size: %s", kv + 13);
 				} else if (*kv) {
-					return fail("unknown option -o %s (cluster_size)", kv);
+					return img_fail("unknown option -o %s (cluster_size)", kv);
 				}
 			}
 			break;
@@ -129,46 +130,46 @@ static int img_create(int argc, char **argv)
 	file = argv[optind];
 	if (argc - optind == 2) {
 		if (size_parse(argv[optind + 1], 1, &size))
-			return fail("bad size: %s", argv[optind + 1]);
+			return img_fail("bad size: %s", argv[optind + 1]);
 		have_size = true;
 	}
 	if (!fmt)
-		return fail("-f raw|qcow2 is required");
+		return img_fail("-f raw|qcow2 is required");
 	if (backing && !backing_fmt)
-		return fail("-b %s needs -F raw|qcow2: kvmm does not guess a backing format",
+		return img_fail("-b %s needs -F raw|qcow2: kvmm does not guess a backing format",
 			    backing);
 	if (backing_fmt && strcmp(backing_fmt, "raw") && strcmp(backing_fmt, "qcow2"))
-		return fail("unknown backing format %s (raw or qcow2)", backing_fmt);
+		return img_fail("unknown backing format %s (raw or qcow2)", backing_fmt);
 	if (!strcmp(fmt, "raw")) {
 		int fd;
 
 		if (backing || cs != 65536)
-			return fail("raw images take no backing file or cluster_size");
+			return img_fail("raw images take no backing file or cluster_size");
 		if (!have_size)
-			return fail("a size is needed for %s", file);
+			return img_fail("a size is needed for %s", file);
 		fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (fd < 0)
-			return fail("%s: %s", file, strerror(errno));
+			return img_fail("%s: %s", file, strerror(errno));
 		r = ftruncate(fd, (off_t)size) ? errno : 0;
 		close(fd);
 		if (r)
-			return fail("%s: %s", file, strerror(r));
+			return img_fail("%s: %s", file, strerror(r));
 		return 0;
 	}
 	if (strcmp(fmt, "qcow2"))
-		return fail("unknown format %s (raw or qcow2)", fmt);
+		return img_fail("unknown format %s (raw or qcow2)", fmt);
 	if (!have_size) {
 		if (!backing)
-			return fail("a size is needed for %s (or a backing file)", file);
+			return img_fail("a size is needed for %s (or a backing file)", file);
 		r = backing_size(file, backing, backing_fmt, &size);
 		if (r)
 			return r;
 	}
 	if (cs > UINT32_MAX)
-		return fail("bad cluster_size");
+		return img_fail("bad cluster_size");
 	r = qcow2_create(file, size, (uint32_t)cs, backing, backing_fmt, err, sizeof(err));
 	if (r)
-		return fail("%s", err);
+		return img_fail("%s", err);
 	return 0;
 }
 
@@ -230,7 +231,7 @@ static int img_info(int argc, char **argv)
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
-		return fail("--output=%s: human or json", output);
+		return img_fail("--output=%s: human or json", output);
 	json = !strcmp(output, "json");
 	if (optind != argc - 1) {
 		usage(stderr);
@@ -239,7 +240,7 @@ static int img_info(int argc, char **argv)
 	file = argv[optind];
 	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0)
-		return fail("%s: %s", file, strerror(errno));
+		return img_fail("%s: %s", file, strerror(errno));
 	if (pread(fd, magic, 4, 0) == 4 && !memcmp(magic, "QFI\xfb", 4)) {
 		qcow2 = true;
 		r = qcow2_info(fd, file, &qi, err, sizeof(err));
@@ -250,7 +251,7 @@ static int img_info(int argc, char **argv)
 	}
 	close(fd);
 	if (r)
-		return fail("%s", err);
+		return img_fail("%s", err);
 	if (json) {
 		printf("{\n    \"virtual-size\": %" PRIu64 ",\n    \"filename\": ", qi.size);
 		json_string(file);
@@ -306,15 +307,23 @@ static int img_info(int argc, char **argv)
 	return 0;
 }
 
+/* The subcommands; each lives in img_<name>.c but create and info. */
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "create", img_create },
+	{ "info", img_info },
+};
+
 int cli_img(int argc, char **argv)
 {
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? KVMM_EXIT_ERROR : 0;
 	}
-	if (!strcmp(argv[1], "create"))
-		return img_create(argc - 1, argv + 1);
-	if (!strcmp(argv[1], "info"))
-		return img_info(argc - 1, argv + 1);
-	return fail("unknown command '%s' (create, info)", argv[1]);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	return img_fail("unknown command '%s' (see kvmm img --help)", argv[1]);
 }
