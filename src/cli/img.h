@@ -1,8 +1,9 @@
 /*
  * img.h - what the `kvmm img` subcommands (src/cli/img*.c) share.  Each
  * subcommand takes argv with argv[0] its own name and returns the process
- * exit status (qemu-img's: 0 success, 1 error unless the subcommand's
- * comment says otherwise).
+ * exit status: 0 on success, KVMM_EXIT_ERROR (img_fail) on error, except
+ * `check`, whose statuses are qemu-img check's (1 error, 2 corruption,
+ * 3 leaks only).
  */
 #ifndef KVMM_CLI_IMG_H
 #define KVMM_CLI_IMG_H
