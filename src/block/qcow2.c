@@ -109,6 +109,8 @@ int qcow2_pread(int fd, void *buf, uint64_t len, uint64_t off)
 
 int qcow2_fdatasync(struct qimg *im)
 {
+	if (im->hooks)
+		return im->hooks->fdatasync(im->hooks->opaque, im->fd);
 	return fdatasync(im->fd) ? -errno : 0;
 }
 
@@ -116,6 +118,13 @@ int qcow2_pwrite(struct qimg *im, const void *buf, uint64_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
+	if (im->hooks) {
+		int r = im->hooks->pwrite(im->hooks->opaque, im->fd, buf, len, off);
+
+		if (!r && off + len > im->file_size)
+			im->file_size = off + len;
+		return r;
+	}
 	while (len) {
 		ssize_t n = pwrite(im->fd, p, len, (off_t)off);
 

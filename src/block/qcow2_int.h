@@ -56,9 +56,20 @@ struct l2_slot {
 	uint64_t *table;        /* big-endian, as on disk */
 };
 
+/* Tests stand in for the file's writes and syncs (a recording "power
+ * cut" file, tests/unit/test_qcow2_powercut.c).  With hooks set, every
+ * write and sync of the image goes through qcow2_pwrite() and
+ * qcow2_fdatasync(), data included (no io_uring).  Return 0 or -errno. */
+struct qcow2_file_hooks {
+	int (*pwrite)(void *opaque, int fd, const void *buf, uint64_t len, uint64_t off);
+	int (*fdatasync)(void *opaque, int fd);
+	void *opaque;
+};
+
 /* One file of a chain: the image itself, or a backing file. */
 struct qimg {
 	int fd;
+	const struct qcow2_file_hooks *hooks; /* tests only; NULL */
 	bool is_qcow2;
 	bool writable;
 	char *path;
