@@ -218,6 +218,8 @@ void qcow2_img_free(struct qimg *im)
 		free(im->reftable);
 		free(im->l2s.v);
 		free(im->rbs.v);
+		qcow2_snapshots_free(im);
+		free(im->snapmeta.v);
 		free(im->cbuf);
 		free(im->dbuf);
 		free(im->path);
@@ -407,6 +409,8 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 	if (nb_snap && (!cluster_aligned(im, snap_off) || snap_off >= im->file_size))
 		BAD("%s: snapshots_offset 0x%" PRIx64 " not cluster-aligned or past the end of the file",
 		    path, snap_off);
+	im->nb_snapshots = nb_snap;
+	im->snapshots_offset = nb_snap ? snap_off : 0;
 	if (bf_off) {
 		/* Inside cluster 0, which h holds (cluster_size may be
 		 * smaller than the longest name). */
@@ -469,6 +473,10 @@ static int load_tables(struct qimg *im, char *err, size_t errlen)
 		return r;
 	}
 	im->next_free = (im->file_size + cs - 1) & ~(cs - 1);
+	/* Before the sets: their clusters are metadata too. */
+	r = qcow2_snapshots_load(im, err, errlen);
+	if (r)
+		return r;
 	/* The tables' pointers that are usable; the others are reported as
 	 * corruption when used. */
 	for (uint32_t i = 0; i < im->l1_size; i++) {

@@ -56,6 +56,19 @@ struct l2_slot {
 	uint64_t *table;        /* big-endian, as on disk */
 };
 
+/* One entry of the snapshot table, parsed (spec: "Snapshot table"). */
+struct qcow2_snapshot {
+	uint64_t l1_offset;        /* host byte offset of its l1_table */
+	uint32_t l1_size;          /* entries */
+	char *id, *name;           /* NUL-terminated copies */
+	uint32_t date_sec, date_nsec;
+	uint64_t vm_clock_nsec;
+	uint64_t vm_state_size;    /* bytes (vm_state_size_large when present) */
+	uint64_t disk_size;        /* bytes; the image's size when not recorded */
+	uint8_t *extra;            /* extra data as read, unknown fields kept */
+	uint32_t extra_size;
+};
+
 /* Tests stand in for the file's writes and syncs (a recording "power
  * cut" file, tests/unit/test_qcow2_powercut.c).  With hooks set, every
  * write and sync of the image goes through qcow2_pwrite() and
@@ -92,6 +105,12 @@ struct qimg {
 	uint64_t lru_clock;
 	uint64_t next_free;     /* where the next cluster is allocated */
 	struct oset l2s, rbs;   /* every l2_table, refcount_block */
+	/* Internal snapshots (qcow2_snapshot.c). */
+	uint64_t snapshots_offset, snapshots_bytes; /* the snapshot table */
+	uint32_t nb_snapshots;
+	struct qcow2_snapshot *snaps;
+	struct oset snapmeta;   /* clusters of the snapshot table and of the
+				 * snapshots' l1_tables: never written as data */
 	bool refcounts_unsynced;
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
@@ -206,6 +225,18 @@ int qcow2_alloc_cluster(struct qimg *im, uint64_t *host);
 
 /* fdatasync if refcounts were written since the last sync. */
 int qcow2_sync_refcounts(struct qimg *im);
+
+/* ---- qcow2_snapshot.c: internal snapshots ---- */
+
+/* Read and validate the snapshot table the header names
+ * (im->snapshots_offset, im->nb_snapshots) into im->snaps, and fill
+ * im->snapmeta.  QEMU's limits apply (65536 snapshots, 64 MiB of table,
+ * 1 KiB of extra data per entry).  Returns 0, or -errno with a message
+ * naming the image in err (-EINVAL for a bad table). */
+int qcow2_snapshots_load(struct qimg *im, char *err, size_t errlen);
+
+/* Free im->snaps (im->nb_snapshots entries). */
+void qcow2_snapshots_free(struct qimg *im);
 
 /* ---- qcow2_io.c: the block_driver ---- */
 

@@ -168,13 +168,13 @@ int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len)
 	return 0;
 }
 
-/* Clusters the header, the l1_table and the refcount_table occupy: never
- * written as data. */
+/* Clusters the header, the l1_table, the refcount_table, the snapshot
+ * table and the snapshots' l1_tables occupy: never written as data. */
 bool qcow2_is_fixed_metadata(const struct qimg *im, uint64_t host)
 {
 	uint64_t end = host + im->cluster_size;
 
-	return host < im->cluster_size ||
+	return host < im->cluster_size || qcow2_oset_has(&im->snapmeta, host) ||
 	       (host < im->l1_offset + im->l1_size * 8ull && end > im->l1_offset) ||
 	       (host < im->reftable_offset + im->reftable_bytes &&
 		end > im->reftable_offset);
