@@ -68,7 +68,10 @@
  * device was not reset since the request was popped (vd->generation), the
  * queue was not restarted (virtq.enable_gen: QueueReady 0 then 1 with new
  * rings, no reset) and the queue is still ready; otherwise the request is
- * just freed - the rings it came from are gone.
+ * just freed - the rings it came from are gone.  Its read may still have
+ * written the guest's buffers, so a reset is complete (status reads 0,
+ * virtio_get_status) only once every request taken before it is over
+ * (virtio_dev_hold / virtio_dev_release).
  *
  * Durability.  FLUSH is offered; T_FLUSH is block_flush (fdatasync).  If
  * the driver does not accept FLUSH it cannot ask for durability, so the
@@ -174,6 +177,7 @@ static void req_free(struct blk_req *r)
 
 	free(r);
 	b->inflight[q]--;
+	virtio_dev_release(&b->vd);
 	if (b->throttled[q] && !b->closing && b->inflight[q] < b->vd.vqs[q].size) {
 		b->throttled[q] = false;
 		virtio_queue_kick(&b->vd, q);
@@ -346,6 +350,7 @@ static struct blk_req *req_new(struct virtio_blk *b, unsigned q,
 	memcpy(r->in_iov, e->iov + e->out_num, e->in_num * sizeof(struct iovec));
 	memcpy(r->in_gpa, e->gpa + e->out_num, e->in_num * sizeof(uint64_t));
 	b->inflight[q]++;
+	virtio_dev_hold(&b->vd);
 	return r;
 }
 

@@ -136,7 +136,7 @@ static uint32_t reg_read(struct virtio_mmio *t, uint64_t off)
 	case VIRTIO_MMIO_INTERRUPT_STATUS:
 		return t->interrupt_status;
 	case VIRTIO_MMIO_STATUS:
-		return vd->status;
+		return virtio_get_status(vd);
 	case VIRTIO_MMIO_SHM_LEN_LOW:
 	case VIRTIO_MMIO_SHM_LEN_HIGH:
 	case VIRTIO_MMIO_SHM_BASE_LOW:

@@ -227,7 +227,7 @@ static uint64_t common_read(struct virtio_pci *vp, uint64_t off,
 		return (uint32_t)(vd->driver_features >> (32 * vp->gfselect));
 	case CC_MSIX:     return size == 2 ? vp->config_vector : 0;
 	case CC_NUMQ:     return size == 2 ? vd->nr_queues : 0;
-	case CC_STATUS:   return size == 1 ? vd->status : 0;
+	case CC_STATUS:   return size == 1 ? virtio_get_status(vd) : 0;
 	case CC_CFGGENERATION: return size == 1 ? vd->config_generation : 0;
 	case CC_Q_SELECT: return size == 2 ? vp->queue_select : 0;
 	case CC_Q_SIZE:   return size == 2 && vq ? vq->size : 0;

@@ -39,7 +39,9 @@
  *
  * Reset bumps vd->generation: a backend completion (virtio-blk's io_uring)
  * that started before the reset compares it and drops its result instead
- * of pushing into rings that no longer exist.
+ * of pushing into rings that no longer exist.  Its data may still land in
+ * guest buffers, so the reset is only reported complete (status reads 0)
+ * once the requests held at the reset are over (virtio_get_status).
  */
 #include "virtio/virtio.h"
 
@@ -180,6 +182,8 @@ void virtio_dev_set_transport(struct virtio_dev *vd,
 
 static void dev_reset(struct virtio_dev *vd)
 {
+	if (vd->busy && !vd->reset_status)
+		vd->reset_status = vd->status ? vd->status : VIRTIO_STATUS_ACKNOWLEDGE;
 	if (vd->ops->reset)
 		vd->ops->reset(vd);
 	for (unsigned q = 0; q < vd->nr_queues; q++)
@@ -187,6 +191,22 @@ static void dev_reset(struct virtio_dev *vd)
 	vd->driver_features = 0;
 	vd->status = 0;
 	vd->generation++;
+}
+
+uint8_t virtio_get_status(const struct virtio_dev *vd)
+{
+	return vd->reset_status ? vd->reset_status : vd->status;
+}
+
+void virtio_dev_hold(struct virtio_dev *vd)
+{
+	vd->busy++;
+}
+
+void virtio_dev_release(struct virtio_dev *vd)
+{
+	if (vd->busy && !--vd->busy)
+		vd->reset_status = 0;
 }
 
 static bool features_ok(const struct virtio_dev *vd)

@@ -116,6 +116,10 @@ struct virtio_dev {
 	uint8_t config_generation;
 	uint32_t config_size;               /* bytes of device configuration */
 	uint32_t generation;                /* bumped on every device reset */
+	unsigned busy;                      /* requests held in a backend
+					     * (virtio_dev_hold), any generation */
+	uint8_t reset_status;               /* non-zero: a reset waits for busy
+					     * requests; what status reads */
 	unsigned broken_logged;             /* virtio_dev_broken reports logged */
 
 	unsigned nr_queues;
@@ -161,6 +165,15 @@ void virtio_dev_set_transport(struct virtio_dev *vd,
  * DRIVER_OK calls ops->activate. */
 void virtio_set_status(struct virtio_dev *vd, uint8_t status);
 
+/* The device status as the driver reads it.  After a reset (status 0)
+ * it reads 0 only once every request the device held at the reset has
+ * completed (2.4.1: the device indicates completion of the reset by
+ * reinitializing status to 0, after which it must not touch the rings or
+ * the buffers): until then a read returns the status from before the
+ * reset.  Linux's virtio-pci driver waits for 0 before reinitializing, so
+ * a read still in flight cannot land in a buffer the driver reused. */
+uint8_t virtio_get_status(const struct virtio_dev *vd);
+
 /* The driver's view of the offered / accepted features, 32 bits at a
  * time (select 0 = bits 0-31, 1 = bits 32-63, other selects read 0 /
  * are ignored).  Writes are ignored once FEATURES_OK is set. */
@@ -194,6 +207,12 @@ void virtio_queue_kick(struct virtio_dev *vd, unsigned q);
 /* After pushing used buffers on queue q: interrupt the driver if it wants
  * one (virtq_should_notify). */
 void virtio_queue_interrupt(struct virtio_dev *vd, unsigned q);
+
+/* A device took a request whose backend may still write guest memory
+ * (hold), or that request is over, pushed or dropped (release): the
+ * count a reset waits for (virtio_get_status).  vd->lock held. */
+void virtio_dev_hold(struct virtio_dev *vd);
+void virtio_dev_release(struct virtio_dev *vd);
 
 /* The driver broke the rules (`why` is logged once per reset, and at most
  * VIRTIO_BROKEN_LOG_MAX times per device, so a guest looping through
