@@ -259,17 +259,18 @@ bool msix_enabled(const struct pci_device *dev)
 	return on;
 }
 
-void msix_notify(struct pci_device *dev, unsigned vector)
+bool msix_notify(struct pci_device *dev, unsigned vector)
 {
 	struct msix *m = dev->msix;
 	uint64_t addr;
 	uint32_t data;
-	bool send = false;
+	bool send = false, on;
 
-	if (!m || vector >= m->nr)
-		return;
+	if (!m)
+		return false;
 	pthread_mutex_lock(&dev->lock);
-	if (control(dev) & MSIX_CTRL_ENABLE) {
+	on = control(dev) & MSIX_CTRL_ENABLE;
+	if (on && vector < m->nr) {
 		if (can_send(dev, vector))
 			send = fire(dev, vector, &addr, &data);
 		else
@@ -278,6 +279,7 @@ void msix_notify(struct pci_device *dev, unsigned vector)
 	pthread_mutex_unlock(&dev->lock);
 	if (send)
 		irq_send_msi(&pci_bus_vm(dev->bus)->irq, addr, data);
+	return on;
 }
 
 void msix_cfg_written(struct pci_device *dev)

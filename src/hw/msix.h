@@ -35,8 +35,11 @@ bool msix_enabled(const struct pci_device *dev);
 
 /* Signal `vector`: send its message, or set its pending bit while it or
  * the function is masked.  Out-of-range vectors (MSIX_NO_VECTOR included)
- * are ignored.  Any thread. */
-void msix_notify(struct pci_device *dev, unsigned vector);
+ * are ignored.  Returns false when MSI-X is disabled (nothing done: the
+ * device interrupts through INTx instead), decided under the same lock as
+ * the send, so an enable toggled concurrently cannot lose the interrupt
+ * between a separate msix_enabled() check and the send.  Any thread. */
+bool msix_notify(struct pci_device *dev, unsigned vector);
 
 /* Back to power-on state (table masked, PBA clear, disabled). */
 void msix_reset(struct pci_device *dev);

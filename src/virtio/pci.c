@@ -134,10 +134,8 @@ static uint32_t class_of(uint32_t device_id)
 
 static void vp_notify(struct virtio_pci *vp, uint16_t vector, uint8_t isr)
 {
-	if (msix_enabled(vp->pci)) {
-		msix_notify(vp->pci, vector);
+	if (msix_notify(vp->pci, vector))
 		return;
-	}
 	vp->isr |= isr;
 	pci_set_irq(vp->pci, true);
 }
