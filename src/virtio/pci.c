@@ -113,6 +113,8 @@ struct virtio_pci {
 	/* Where queue doorbells are assigned as ioeventfds (0: none). */
 	uint64_t ioeventfd_base;
 	bool ioeventfd_unsupported;
+	bool ioeventfd_warned;        /* once per device: a guest moving BAR 4
+					 * onto taken addresses could flood the log */
 };
 
 struct pci_device *virtio_pci_device(const struct virtio_pci *vp)
@@ -390,9 +392,12 @@ static void set_ioeventfds(struct virtio_pci *vp, uint64_t base, bool assign)
 			vp->ioeventfd_unsupported = true;
 			return;
 		}
-		if (r && assign)
+		if (r && assign && !vp->ioeventfd_warned) {
+			vp->ioeventfd_warned = true;
 			log_warn("%s: queue %u: no ioeventfd (%s): kicks take the "
-				 "MMIO path", vp->vd->ops->name, q, strerror(-r));
+				 "MMIO path (not reported again)", vp->vd->ops->name, q,
+				 strerror(-r));
+		}
 	}
 }
 
