@@ -191,6 +191,7 @@ int run_devices_create(const struct run_devices *d, struct vm *vm,
 			.cache = dk->direct ? VIRTIO_BLK_CACHE_NONE
 					    : VIRTIO_BLK_CACHE_WRITEBACK,
 			.queues = dk->queues,
+			.format = dk->format,
 		};
 
 		err[0] = '\0';

@@ -612,7 +612,7 @@ int virtio_blk_create(struct vm *vm, struct evloop *loop,
 	}
 	if (!bd) {
 		struct block_opts bo = {
-			.path = o->path, .readonly = o->readonly,
+			.path = o->path, .format = o->format, .readonly = o->readonly,
 			.direct = o->cache == VIRTIO_BLK_CACHE_NONE,
 		};
 
