@@ -614,6 +614,7 @@ int virtio_blk_create(struct vm *vm, struct evloop *loop,
 		struct block_opts bo = {
 			.path = o->path, .format = o->format, .readonly = o->readonly,
 			.direct = o->cache == VIRTIO_BLK_CACHE_NONE,
+			.snapshot = o->snapshot,
 		};
 
 		r = block_open(&bo, loop, &bd, err, errlen);

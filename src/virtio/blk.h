@@ -101,7 +101,7 @@ enum virtio_blk_cache {
 };
 
 /* What --disk path=FILE[,readonly=on][,serial=STR][,cache=...][,queues=N]
- * [,format=F] gives. */
+ * [,format=F][,snapshot=on] gives. */
 struct virtio_blk_opts {
 	const char *path;
 	bool readonly;
@@ -109,6 +109,7 @@ struct virtio_blk_opts {
 	enum virtio_blk_cache cache;
 	unsigned queues;            /* 1..VIRTIO_MAX_QUEUES (0 means 1) */
 	const char *format;         /* "raw", "qcow2", NULL: probe */
+	bool snapshot;              /* writes to a throw-away overlay */
 	/* Tests: serve this block device instead of opening path (the device
 	 * takes ownership, even on error).  NULL normally. */
 	struct block_dev *bdev;
