@@ -13,6 +13,21 @@
  * -EPERM when it would start the file with the qcow2 magic.  qcow2 with
  * cache=none is refused for now (qcow2.c does buffered pread/pwrite).
  *
+ * Throw-away overlays (snapshot=on, QEMU's -snapshot for one drive).
+ * open_snapshot() learns the image's format (given, or probed as above)
+ * and size without opening a driver, creates a qcow2 image in $TMPDIR
+ * (default /var/tmp, as QEMU's get_tmp_filename) whose backing file is the
+ * image's absolute path with that format recorded (so a probed raw image
+ * is never re-probed as anything else), opens it read-write and unlinks
+ * it: the qcow2 driver opens the image read-only with the backing-file
+ * locks, guest writes land in the overlay's clusters, and the file's
+ * blocks are freed when the process ends however it ends.  Only the few
+ * milliseconds between mkostemp() and unlink() (qcow2_create's fsync)
+ * leave a window in which a SIGKILL leaves the overlay behind.  A probed
+ * raw image's sector 0 rule is kept on the overlay (bd->probed_raw), which
+ * QEMU does not do (its overlay sits above the raw node) but which keeps
+ * the guest's view identical with and without snapshot=on.
+ *
  * Size and block size.  A regular file's size is st_size, fixed at open; a
  * block device's is BLKGETSIZE64.  logical_block is 512 unless O_DIRECT is
  * used, where it is the smallest unit the kernel accepts: BLKSSZGET for a
@@ -252,8 +267,8 @@ static int measure(int fd, const struct block_opts *o, struct block_dev *bd,
 	return 0;
 }
 
-int block_open(const struct block_opts *o, struct evloop *loop,
-	       struct block_dev **out, char *err, size_t errlen)
+static int open_image(const struct block_opts *o, struct evloop *loop,
+		      struct block_dev **out, char *err, size_t errlen)
 {
 	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		    (o->direct ? O_DIRECT : 0);
@@ -314,6 +329,101 @@ fail:
 		free(bd->name);
 	free(bd);
 	return r;
+}
+
+/* snapshot=on: see the top of the file. */
+static int open_snapshot(const struct block_opts *o, struct evloop *loop,
+			 struct block_dev **out, char *err, size_t errlen)
+{
+	struct block_opts bo = { .path = o->path, .format = o->format, .readonly = true };
+	const char *dir = getenv("TMPDIR");
+	char *base_abs = NULL, *name = NULL, tmp[PATH_MAX];
+	struct block_dev probe = { 0 }, *bd = NULL;
+	bool qcow2, probed, probed_raw;
+	uint32_t mem_align;
+	const char *fmt;
+	int fd, r;
+
+	*out = NULL;
+	if (o->direct) {
+		snprintf(err, errlen, "%s: cache=none cannot be combined with snapshot=on "
+			 "(the overlay is qcow2, which has no cache=none yet)", o->path);
+		return -EINVAL;
+	}
+	/* The format and size, as open_image() finds them.  The image is
+	 * validated (and locked as a backing file) when the overlay opens it. */
+	fd = open(o->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", o->path, strerror(errno));
+		return r;
+	}
+	r = probe_format(fd, &bo, &qcow2, &probed, err, errlen);
+	if (!r)
+		r = measure(fd, &bo, &probe, &mem_align, err, errlen);
+	if (!r && qcow2) {
+		struct qcow2_info info;
+
+		r = qcow2_info(fd, o->path, &info, err, errlen);
+		probe.size = info.size;
+	}
+	close(fd);
+	if (r)
+		return r;
+	fmt = qcow2 ? "qcow2" : "raw";
+	probed_raw = probed && !qcow2;
+
+	if (!dir || !*dir)
+		dir = "/var/tmp";
+	base_abs = realpath(o->path, NULL);
+	name = strdup(o->path);
+	if (!base_abs || !name) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", o->path, strerror(errno));
+		goto out;
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/kvmm-snapshot-XXXXXX", dir) >= sizeof(tmp)) {
+		snprintf(err, errlen, "%s: TMPDIR path too long for the snapshot overlay", o->path);
+		r = -ENAMETOOLONG;
+		goto out;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot create the snapshot overlay in %s: %s",
+			 o->path, dir, strerror(errno));
+		goto out;
+	}
+	close(fd);
+	/* From here to the unlink() the overlay has a name: a crash in
+	 * between (milliseconds: qcow2_create's fsync) leaves it in dir. */
+	r = qcow2_create(tmp, probe.size, 65536, base_abs, fmt, err, errlen);
+	if (!r) {
+		bo = (struct block_opts){ .path = tmp, .format = "qcow2" };
+		r = open_image(&bo, loop, &bd, err, errlen);
+	}
+	unlink(tmp);
+	if (r)
+		goto out;
+	bd->probed_raw = probed_raw;
+	free(bd->name);
+	bd->name = name;
+	name = NULL;
+	log_debug("%s: snapshot=on: guest writes go to an unlinked %s overlay in %s",
+		  o->path, fmt, dir);
+	*out = bd;
+out:
+	free(base_abs);
+	free(name);
+	return r;
+}
+
+int block_open(const struct block_opts *o, struct evloop *loop,
+	       struct block_dev **out, char *err, size_t errlen)
+{
+	if (o->snapshot && !o->readonly)
+		return open_snapshot(o, loop, out, err, errlen);
+	return open_image(o, loop, out, err, errlen);
 }
 
 int block_open_driver(const struct block_driver *drv, void *state,

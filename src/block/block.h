@@ -97,6 +97,8 @@ struct block_opts {
 	const char *format;        /* "raw", "qcow2", or NULL to probe */
 	bool readonly;
 	bool direct;               /* cache=none: O_DIRECT */
+	bool snapshot;             /* snapshot=on: writes go to a throw-away
+				    * qcow2 overlay (see block_open) */
 };
 
 /* Open the image at o->path (a regular file or a block device) on the I/O
@@ -115,7 +117,21 @@ struct block_opts {
  * one-line message naming the file and the problem in err (-EAGAIN when
  * another process holds the lock, -EINVAL for a format we cannot open or
  * an invalid image, -ENOTSUP for a qcow2 feature not implemented, -EROFS
- * for a dirty qcow2 image opened for writing). */
+ * for a dirty qcow2 image opened for writing).
+ *
+ * o->snapshot (QEMU's -snapshot for one drive): the image is opened
+ * read-only first to learn its format (o->format, or probed) and size,
+ * then a qcow2 overlay of that size is created in $TMPDIR (default
+ * /var/tmp) with the image's absolute path as backing file and that
+ * format recorded as backing format, opened read-write, and unlinked at
+ * once: the image itself is only read (locked as a backing file, so that
+ * nobody writes it meanwhile), guest writes land in the overlay and
+ * vanish with the process, even on SIGKILL.  The overlay keeps a probed
+ * raw image's sector 0 rule (bd->probed_raw), so the guest sees the
+ * same disk with or without snapshot; bd->name stays o->path.  With
+ * o->readonly nothing can be written and no overlay is made (QEMU's
+ * -snapshot accepts read-only drives too).  cache=none is refused
+ * (-EINVAL: the overlay is qcow2). */
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
 

@@ -72,6 +72,8 @@ static int parse_disk_field(const char *spec, struct run_disk *dk, char *kv,
 		dk->path = v;
 	} else if (!strcmp(kv, "readonly")) {
 		return parse_on_off(spec, kv, v, &dk->readonly);
+	} else if (!strcmp(kv, "snapshot")) {
+		return parse_on_off(spec, kv, v, &dk->snapshot);
 	} else if (!strcmp(kv, "serial")) {
 		if (strlen(v) > RUN_SERIAL_MAX) {
 			log_error("--disk %s: serial '%s' is longer than %d bytes",
@@ -106,7 +108,7 @@ static int parse_disk_field(const char *spec, struct run_disk *dk, char *kv,
 		return run_parse_transport("--disk", v, &dk->transport);
 	} else {
 		log_error("--disk %s: unknown key '%s' (path, readonly, serial, cache, "
-			  "queues, format, transport)", spec, kv);
+			  "queues, format, snapshot, transport)", spec, kv);
 		return 1;
 	}
 	return 0;
@@ -135,6 +137,11 @@ int run_parse_disk(struct run_devices *d, const char *spec)
 			goto bad;
 	if (!dk->path) {
 		log_error("--disk %s: no path=FILE", spec);
+		goto bad;
+	}
+	if (dk->snapshot && dk->direct) {
+		log_error("--disk %s: snapshot=on cannot be combined with cache=none "
+			  "(the overlay is qcow2, which has no cache=none yet)", spec);
 		goto bad;
 	}
 	d->nr_disks++;
@@ -191,6 +198,8 @@ int run_devices_create(const struct run_devices *d, struct vm *vm,
 			.cache = dk->direct ? VIRTIO_BLK_CACHE_NONE
 					    : VIRTIO_BLK_CACHE_WRITEBACK,
 			.queues = dk->queues,
+			.format = dk->format,
+			.snapshot = dk->snapshot,
 		};
 
 		err[0] = '\0';

@@ -24,6 +24,7 @@ struct run_disk {
 	const char *format;        /* NULL: probe */
 	bool readonly;
 	bool direct;               /* cache=none */
+	bool snapshot;             /* snapshot=on: a throw-away overlay */
 	unsigned queues;           /* 1.. */
 	enum run_transport transport;
 };
@@ -38,8 +39,8 @@ struct run_devices {
 };
 
 /* Parse one --disk value, "path=FILE[,readonly=on][,serial=STR]
- * [,cache=none|writeback][,queues=N][,format=raw][,transport=pci|mmio]"
- * (a bare FILE first is taken as path=FILE), into the next disk.  Returns
+ * [,cache=none|writeback][,queues=N][,format=raw|qcow2][,snapshot=on]
+ * [,transport=pci|mmio]" (a bare FILE first is taken as path=FILE), into the next disk.  Returns
  * 0, or 1 after printing one line naming the problem. */
 int run_parse_disk(struct run_devices *d, const char *spec);
 

@@ -617,8 +617,9 @@ int virtio_blk_create(struct vm *vm, struct evloop *loop,
 	}
 	if (!bd) {
 		struct block_opts bo = {
-			.path = o->path, .readonly = o->readonly,
+			.path = o->path, .format = o->format, .readonly = o->readonly,
 			.direct = o->cache == VIRTIO_BLK_CACHE_NONE,
+			.snapshot = o->snapshot,
 		};
 
 		r = block_open(&bo, loop, &bd, err, errlen);

@@ -101,13 +101,15 @@ enum virtio_blk_cache {
 };
 
 /* What --disk path=FILE[,readonly=on][,serial=STR][,cache=...][,queues=N]
- * gives. */
+ * [,format=F][,snapshot=on] gives. */
 struct virtio_blk_opts {
 	const char *path;
 	bool readonly;
 	const char *serial;         /* up to 20 bytes, NULL for none */
 	enum virtio_blk_cache cache;
 	unsigned queues;            /* 1..VIRTIO_MAX_QUEUES (0 means 1) */
+	const char *format;         /* "raw", "qcow2", NULL: probe */
+	bool snapshot;              /* writes to a throw-away overlay */
 	/* Tests: serve this block device instead of opening path (the device
 	 * takes ownership, even on error).  NULL normally. */
 	struct block_dev *bdev;

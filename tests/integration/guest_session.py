@@ -55,9 +55,9 @@ def asset(script):
 class Guest:
     """One kvmm process running the test initramfs with kvmm.batch."""
 
-    def __init__(self, cmd, stdin=subprocess.PIPE):
+    def __init__(self, cmd, stdin=subprocess.PIPE, env=None):
         self.p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
+                                  stderr=subprocess.PIPE, env=env)
         self.out = b""
         self.err = b""
         self.marker_at = 0
