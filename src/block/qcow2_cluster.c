@@ -338,6 +338,26 @@ static int drop_ref(struct qimg *im, uint64_t entry)
 	return 0;
 }
 
+int qcow2_map_direct(struct qimg *im, uint64_t g, bool write, uint64_t *host)
+{
+	uint64_t entry, h;
+	int r;
+
+	if (!im->is_qcow2 || g >= im->size)
+		return 0;
+	r = qcow2_l2_entry(im, g, &entry);
+	if (r)
+		return r;
+	h = entry & OFFSET_MASK;
+	if (!h || (entry & (L2E_COMPRESSED | L2E_ZERO)) || (entry & 0x1fe) ||
+	    !cluster_aligned(im, h))
+		return 0;
+	if (write && (!(entry & ENTRY_COPIED) || !data_cluster_ok(im, h)))
+		return 0;
+	*host = h + (g & (im->cluster_size - 1));
+	return 1;
+}
+
 /* An l2 entry to point at a newly written cluster, once the refcounts
  * that count it are on disk. */
 struct l2_update {

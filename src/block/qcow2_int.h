@@ -185,6 +185,17 @@ int qcow2_img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
  * crash-safe ordering described in qcow2.c.  0 or -errno. */
 int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len);
 
+/* Where guest offset g's bytes may be read (write false) or written in
+ * place (write true) directly in im's file, without the synchronous path:
+ * 1 with *host the file offset of g (the rest of g's cluster follows it),
+ * when the cluster is allocated, uncompressed, not zero-flagged and
+ * correctly aligned, and for a write COPIED and clear of metadata and of
+ * next_free (the checks of an in-place write); 0 when the synchronous
+ * path must do it (qcow2_img_read/write: backing file, zeros,
+ * decompression, allocation, corruption reported there); -errno when the
+ * l2 lookup failed.  Metadata is read through the l2 cache. */
+int qcow2_map_direct(struct qimg *im, uint64_t g, bool write, uint64_t *host);
+
 /* Discard (zero false) or write zeroes (zero true) guest bytes [off, off
  * + len) of a writable qcow2 image (any alignment, within the virtual
  * size).  Discard: every whole cluster's l2 entry becomes 0 (the backing
@@ -229,7 +240,11 @@ int qcow2_sync_refcounts(struct qimg *im);
 /* ---- qcow2_io.c: the block_driver ---- */
 
 /* Attach the block driver over the chain `im` (owned from now on, also
- * on error) to bd, on bd->loop.  Returns 0, or -errno with a message. */
-int qcow2_io_attach(struct block_dev *bd, struct qimg *im, char *err, size_t errlen);
+ * on error) to bd, on bd->loop.  direct (cache=none): im->fd is buffered
+ * (O_DIRECT cleared by qcow2_open) and data moves through a second,
+ * O_DIRECT descriptor on the file, aligned to bd->logical_block.
+ * Returns 0, or -errno with a message. */
+int qcow2_io_attach(struct block_dev *bd, struct qimg *im, bool direct, char *err,
+		    size_t errlen);
 
 #endif

@@ -60,7 +60,10 @@ static int sh(const char *fmt, ...)
 	n += vsnprintf(cmd + n, sizeof(cmd) - n, fmt, ap);
 	va_end(ap);
 	snprintf(cmd + n, sizeof(cmd) - n, ") >/dev/null 2>&1");
-	return system(cmd);
+	n = system(cmd);
+	if (n)  /* say which command failed, and why */
+		fprintf(stderr, "failed (%d): %s\n", n, cmd);
+	return n;
 }
 
 /* The first line a shell command prints, in the test directory. */
@@ -427,6 +430,239 @@ static void test_write_zeroes(void **state)
 	}
 }
 
+/* ---- many requests in flight ---- */
+
+/* A deterministic generator (tests must repeat). */
+static uint64_t rnd_state = 88172645463325252ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+#define NREQ 200
+
+/* One request: its buffer cut into up to 3 segments. */
+struct ioreq {
+	uint64_t off, len;
+	uint8_t *buf;
+	struct iovec iov[3];
+	int iovcnt;
+};
+
+static void cut_iov(struct ioreq *q, uint8_t *buf)
+{
+	uint64_t a = q->len >= 1024 ? (rnd() % (q->len / 512)) * 512 : q->len;
+
+	q->buf = buf;
+	q->iovcnt = 0;
+	q->iov[q->iovcnt++] = (struct iovec){ buf, a };
+	if (a < q->len) {
+		uint64_t b = (q->len - a) / 2 / 512 * 512;
+
+		if (b)
+			q->iov[q->iovcnt++] = (struct iovec){ buf + a, b };
+		q->iov[q->iovcnt++] = (struct iovec){ buf + a + b, q->len - a - b };
+	}
+	if (!q->iov[0].iov_len) { /* no empty first segment */
+		memmove(q->iov, q->iov + 1, (q->iovcnt - 1) * sizeof(q->iov[0]));
+		q->iovcnt--;
+	}
+}
+
+/* Queue every request (reads or writes), one block_submit, wait for them
+ * all; each must succeed. */
+static void run_all(struct block_dev *bd, struct ioreq *qs, int n, bool write)
+{
+	for (int i = 0; i < n; i++)
+		assert_int_equal(write ? block_writev(bd, qs[i].off, qs[i].iov, qs[i].iovcnt,
+						      done_cb, NULL)
+				       : block_readv(bd, qs[i].off, qs[i].iov, qs[i].iovcnt,
+						     done_cb, NULL), 0);
+	block_submit(bd);
+	assert_int_equal(g->nr_done, 0);
+	g->result = 0;
+	for (int spins = 0; g->nr_done < n; spins++) {
+		assert_true(spins < 100000);
+		assert_int_equal(g->result, 0);
+		evloop_run_once(&g->loop, 100);
+	}
+	assert_int_equal(g->result, 0);
+	g->nr_done = 0;
+}
+
+/* NREQ reads at random offsets and lengths (up to 3 clusters of 64k),
+ * all in flight together, read what qemu-img reads; returns how many
+ * io_uring read SQEs they took. */
+static uint64_t check_concurrent_reads(struct block_dev *bd, const uint8_t *want, size_t len)
+{
+	struct ioreq *qs = calloc(NREQ, sizeof(*qs));
+	uint8_t *bufs = malloc((size_t)NREQ * 192 * KiB);
+	uint64_t sqes = bd->stats.sqes[BLOCK_OP_READ];
+
+	for (int i = 0; i < NREQ; i++) {
+		qs[i].len = 512 * (1 + rnd() % (192 * KiB / 512));
+		qs[i].off = (rnd() % ((len - qs[i].len) / 512 + 1)) * 512;
+		cut_iov(&qs[i], bufs + (size_t)i * 192 * KiB);
+		memset(qs[i].buf, 0xee, qs[i].len);
+	}
+	run_all(bd, qs, NREQ, false);
+	for (int i = 0; i < NREQ; i++)
+		assert_memory_equal(qs[i].buf, want + qs[i].off, qs[i].len);
+	free(bufs);
+	free(qs);
+	return bd->stats.sqes[BLOCK_OP_READ] - sqes;
+}
+
+/* Allocated, partly allocated, with a backing file, compressed: many
+ * concurrent reads give qemu-img's bytes.  Reads of allocated clusters
+ * go through io_uring (one SQE or more per request), reads of an empty
+ * image through none. */
+static void test_concurrent_reads(void **state)
+{
+	static const struct {
+		const char *setup;
+		int sqes;               /* 1: every request, 0: none, -1: some */
+	} cases[] = {
+		{ "qemu-img create -f qcow2 i.qcow2 8M && qemu-io -c 'write -P 0x11 0 8M' i.qcow2", 1 },
+		{ "qemu-img create -f qcow2 -o preallocation=metadata i.qcow2 8M && "
+		  "qemu-io -c 'write -P 0x12 1M 3M' i.qcow2", 1 },
+		{ "qemu-img create -f qcow2 i.qcow2 8M", 0 },
+		{ "qemu-img create -f qcow2 i.qcow2 8M && qemu-io -c 'write -P 0x13 0 1M' "
+		  "-c 'write -P 0x14 3M 100k' -c 'write -z 5M 1M' -c 'write -P 0x15 7M 4k' i.qcow2", -1 },
+		{ "qemu-img create -f qcow2 b.qcow2 8M && qemu-io -c 'write -P 0x21 0 8M' b.qcow2 && "
+		  "qemu-img create -f qcow2 -b b.qcow2 -F qcow2 i.qcow2 && "
+		  "qemu-io -c 'write -P 0x22 1M 2M' -c 'write -P 0x23 6M 10k' i.qcow2", -1 },
+		{ "qemu-img create -f qcow2 b.qcow2 8M && qemu-io -c 'write -P 0x31 0 4M' b.qcow2 && "
+		  "qemu-img convert -c -O qcow2 b.qcow2 i.qcow2 && "
+		  "qemu-io -c 'write -P 0x32 5M 1M' i.qcow2", -1 },
+	};
+
+	(void)state;
+	NEED_QEMU();
+	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct block_dev *bd;
+		uint8_t *want;
+		size_t len;
+		uint64_t sqes;
+
+		must(sh("rm -f i.qcow2 b.qcow2 && %s", cases[i].setup));
+		want = qemu_raw("i.qcow2", &len);
+		bd = open_ok("i.qcow2", true);
+		sqes = check_concurrent_reads(bd, want, len);
+		if (cases[i].sqes == 1)
+			assert_true(sqes >= NREQ);
+		else if (cases[i].sqes == 0)
+			assert_int_equal(sqes, 0);
+		else
+			assert_true(sqes > 0 && sqes < NREQ);
+		block_close(bd);
+		free(want);
+	}
+}
+
+/* NREQ writes to disjoint random ranges, all in flight together, on an
+ * image partly allocated (in-place and allocating writes mixed), then
+ * concurrent reads: kvmm reads what it wrote, QEMU finds the image clean
+ * and equal to the expected bytes. */
+static void write_concurrently(const char *name, bool direct, bool in_place)
+{
+	struct ioreq *qs = calloc(NREQ, sizeof(*qs));
+	uint8_t *bufs = malloc((size_t)NREQ * 96 * KiB), *want;
+	size_t len, slot;
+	struct block_dev *bd;
+	char err[512];
+	uint64_t sqes;
+
+	want = qemu_raw(name, &len);
+	slot = len / NREQ / 4096 * 4096;
+	assert_true(slot >= 8 * KiB);
+	assert_int_equal(try_open(name, false, direct, &bd, err, sizeof(err)), 0);
+	sqes = bd->stats.sqes[BLOCK_OP_WRITE];
+	for (int i = 0; i < NREQ; i++) {
+		/* 4k aligned (cache=none wants the host's block), inside slot i. */
+		qs[i].len = 4096 * (1 + rnd() % (slot / 4096 < 24 ? slot / 4096 : 24));
+		qs[i].off = i * slot + (rnd() % ((slot - qs[i].len) / 4096 + 1)) * 4096;
+		cut_iov(&qs[i], bufs + (size_t)i * 96 * KiB);
+		for (uint64_t j = 0; j < qs[i].len; j++)
+			qs[i].buf[j] = (uint8_t)(i * 3 + j / 512);
+		memcpy(want + qs[i].off, qs[i].buf, qs[i].len);
+	}
+	run_all(bd, qs, NREQ, true);
+	/* Some went in place through io_uring (none can on an image of
+	 * compressed clusters). */
+	if (in_place)
+		assert_true(bd->stats.sqes[BLOCK_OP_WRITE] > sqes);
+	else
+		assert_int_equal(bd->stats.sqes[BLOCK_OP_WRITE], sqes);
+	check_concurrent_reads(bd, want, len);
+	block_close(bd);
+	check_like(name, want, len);
+	free(want);
+	free(bufs);
+	free(qs);
+}
+
+static void test_concurrent_writes(void **state)
+{
+	(void)state;
+	NEED_QEMU();
+	must(sh("qemu-img create -f qcow2 w.qcow2 16M && "
+		"qemu-io -c 'write -P 0x41 0 6M' -c 'write -z 8M 1M' w.qcow2"));
+	write_concurrently("w.qcow2", false, true);
+	/* A backing file, compressed clusters, 4k clusters. */
+	must(sh("qemu-img create -f qcow2 b.qcow2 16M && qemu-io -c 'write -P 0x51 0 16M' b.qcow2 && "
+		"qemu-img convert -c -O qcow2 -o cluster_size=4k b.qcow2 c.qcow2 && "
+		"qemu-img create -f qcow2 -o cluster_size=4k -b c.qcow2 -F qcow2 w2.qcow2 && "
+		"qemu-io -c 'write -P 0x52 2M 4M' w2.qcow2"));
+	write_concurrently("w2.qcow2", false, true);
+	write_concurrently("c.qcow2", false, false);
+}
+
+/* cache=none: data through O_DIRECT (unaligned memory and unaligned reads
+ * bounced), metadata buffered; flush reaches the kernel. */
+static void test_cache_none(void **state)
+{
+	struct block_dev *bd;
+	char err[512] = "";
+	uint8_t *want, *buf;
+	size_t len;
+	int r;
+
+	(void)state;
+	NEED_QEMU();
+	must(sh("qemu-img create -f qcow2 n.qcow2 16M && "
+		"qemu-io -c 'write -P 0x61 0 8M' n.qcow2"));
+	want = qemu_raw("n.qcow2", &len);
+	r = try_open("n.qcow2", false, true, &bd, err, sizeof(err));
+	if (r == -EINVAL && strstr(err, "O_DIRECT")) {
+		printf("skipped: %s\n", err);
+		free(want);
+		skip();
+	}
+	if (r)
+		fail_msg("block_open cache=none: %d %s", r, err);
+	/* Unaligned memory and an unaligned read. */
+	buf = malloc(64 * KiB + 1);
+	assert_int_equal(do_io(bd, false, 1000, buf + 1, 50000), 0);
+	assert_memory_equal(buf + 1, want + 1000, 50000);
+	assert_true(bd->stats.bounced >= 1);
+	assert_true(bd->stats.sqes[BLOCK_OP_READ] >= 1);
+	memset(buf, 0x62, 64 * KiB + 1);
+	assert_int_equal(do_io(bd, true, 64 * KiB, buf + 1, 32 * KiB), 0);
+	memset(want + 64 * KiB, 0x62, 32 * KiB);
+	assert_int_equal(finish_one(bd, block_flush(bd, done_cb, NULL)), 0);
+	assert_int_equal(bd->stats.flushes_done, 1);
+	block_close(bd);
+	check_like("n.qcow2", want, len);
+	free(want);
+	free(buf);
+	write_concurrently("n.qcow2", true, true);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,8 +671,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_discard_compressed_and_snapshot, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_write_zeroes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_reads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_none, setup_disk, teardown),
 	};
 
-	(void)setup_disk;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
