@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "block/block.h"
+#include "block/qcow2_int.h"
 #include "core/event_loop.h"
 
 #define KiB 1024
@@ -663,6 +664,70 @@ static void test_cache_none(void **state)
 	write_concurrently("n.qcow2", true, true);
 }
 
+/* ---- test hooks: the synchronous path only ---- */
+
+static unsigned hook_writes, hook_syncs;
+
+static int hook_pwrite(void *opaque, int fd, const void *buf, uint64_t len, uint64_t off)
+{
+	(void)opaque;
+	hook_writes++;
+	return pwrite(fd, buf, len, (off_t)off) == (ssize_t)len ? 0 : -EIO;
+}
+
+static int hook_fdatasync(void *opaque, int fd)
+{
+	(void)opaque;
+	hook_syncs++;
+	return fdatasync(fd) ? -errno : 0;
+}
+
+/* With hooks set (the power-cut tests' file), every write and sync goes
+ * through them and nothing through io_uring, reads included; the image
+ * stays clean. */
+static void test_hooks_take_sync_path(void **state)
+{
+	static const struct qcow2_file_hooks hooks = { hook_pwrite, hook_fdatasync, NULL };
+	struct block_dev *bd = calloc(1, sizeof(*bd));
+	uint8_t *want, buf[8192];
+	struct qimg *im;
+	bool ro = false;
+	char path[700], err[512];
+	size_t len;
+	int fd;
+
+	(void)state;
+	NEED_QEMU();
+	must(sh("qemu-img create -f qcow2 h.qcow2 4M && qemu-io -c 'write -P 0x71 0 1M' h.qcow2"));
+	want = qemu_raw("h.qcow2", &len);
+	snprintf(path, sizeof(path), "%s/h.qcow2", g->dir);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(qcow2_img_open(fd, path, true, true, &ro, &im, err, sizeof(err)), 0);
+	im->hooks = &hooks;
+	bd->name = strdup(path);
+	bd->loop = &g->loop;
+	bd->logical_block = 512;
+	assert_int_equal(qcow2_io_attach(bd, im, false, err, sizeof(err)), 0);
+	memset(buf, 0x72, sizeof(buf));
+	assert_int_equal(do_io(bd, true, 4096, buf, sizeof(buf)), 0);       /* in place */
+	assert_int_equal(do_io(bd, true, 2 * MiB, buf, sizeof(buf)), 0);    /* allocating */
+	memset(want + 4096, 0x72, sizeof(buf));
+	memset(want + 2 * MiB, 0x72, sizeof(buf));
+	assert_int_equal(do_io(bd, false, 0, buf, sizeof(buf)), 0);
+	assert_memory_equal(buf, want, sizeof(buf));
+	assert_int_equal(finish_one(bd, block_flush(bd, done_cb, NULL)), 0);
+	assert_int_equal(discard(bd, 512 * KiB, 256 * KiB), 0);
+	memset(want + 512 * KiB, 0, 256 * KiB);
+	for (int op = 0; op < 5; op++)
+		assert_int_equal(bd->stats.sqes[op], 0);
+	assert_true(hook_writes >= 3);
+	assert_true(hook_syncs >= 2);
+	block_close(bd);
+	check_like("h.qcow2", want, len);
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -674,6 +739,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_none, setup_disk, teardown),
+		cmocka_unit_test_setup_teardown(test_hooks_take_sync_path, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
