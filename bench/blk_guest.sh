@@ -2,7 +2,7 @@
 # bench/blk_guest.sh - fio inside a Linux guest on a virtio-blk disk, under kvmm and under QEMU, in one run.
 #
 # Usage: bench/blk_guest.sh [--seconds S] [--ramp S] [--size MiB] [--runs N] [--engine libaio|io_uring]
-#                           [--accel auto|kvm|emu] [--only kvmm|qemu] [--timeout S] [--json FILE]
+#                           [--accel auto|kvm|emu] [--only kvmm|qemu] [--qcow2] [--timeout S] [--json FILE]
 #
 #   --seconds S     measured time per fio job (default 10)
 #   --ramp S        fio ramp_time per job, not measured (default 2)
@@ -13,6 +13,8 @@
 #                     emu: kvmm run --accel emu (kvmm's software CPU)  vs  qemu -accel tcg -cpu max
 #                     kvm: kvmm run --accel kvm                        vs  qemu -accel kvm -cpu host
 #   --only V        run one side only (kvmm or qemu)
+#   --qcow2         also boot both VMMs on a qcow2 copy of the image (qemu-img convert: every cluster allocated,
+#                     64 KiB clusters), format=qcow2 on both sides; a second table and qcow2 / raw per VMM
 #   --timeout S     limit per boot (default 900 + 10 x the fio time)
 #   --json FILE     also write every run's figures to FILE
 #
@@ -44,7 +46,7 @@ die() { printf '%s: error: %s\n' "$prog" "$*" >&2; exit 1; }
 note() { printf '%s: %s\n' "$prog" "$*" >&2; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
-secs=10 ramp=2 size=1024 runs=1 engine=libaio accel=auto only='' timeout='' json=''
+secs=10 ramp=2 size=1024 runs=1 engine=libaio accel=auto only='' timeout='' json='' qcow2=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--seconds) secs=${2:?--seconds needs a number}; shift 2 ;;
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
 	--engine) engine=${2:?--engine needs libaio or io_uring}; shift 2 ;;
 	--accel) accel=${2:?--accel needs auto, kvm or emu}; shift 2 ;;
 	--only) only=${2:?--only needs kvmm or qemu}; shift 2 ;;
+	--qcow2) qcow2=1; shift ;;
 	--timeout) timeout=${2:?--timeout needs a number}; shift 2 ;;
 	--json) json=${2:?--json needs a file}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -97,17 +100,25 @@ kernel=$("$repo/scripts/guest-kernel.sh" | tail -n 1)
 initrd=$("$repo/scripts/guest-initramfs.sh" --with-fio | tail -n 1)
 
 img=$(mktemp "$dir/kvmm-blk-guest-XXXXXX.img")
-trap 'rm -f "$img"' EXIT
+trap 'rm -f "$img" "$img.qcow2"' EXIT
 note "filling a $size MiB raw image $img from /dev/urandom"
 # Real data everywhere: reads of holes would never reach the disk.
 dd if=/dev/urandom of="$img" bs=1M count="$size" status=none conv=fsync
+if [ "$qcow2" = 1 ]; then
+	note "converting it to qcow2 ($img.qcow2)"
+	qemu-img convert -f raw -O qcow2 -o cluster_size=65536 "$img" "$img.qcow2" || die "qemu-img convert failed"
+	# Written through the page cache: drop it, as for the raw file's
+	# reads (cache=none writes over cached pages pay an invalidation).
+	python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$img.qcow2"
+fi
 
 python3 - "$kvmm" "$qemu" "$kernel" "$initrd" "$img" "$accel" "$engine" "$secs" "$ramp" "$runs" \
-	"$only" "$timeout" "$json" "$size" <<'PY'
+	"$only" "$timeout" "$json" "$size" "$qcow2" <<'PY'
 import json, os, re, select, statistics, subprocess, sys, time
 
 (kvmm, qemu, kernel, initrd, img, accel, engine, secs, ramp, runs, only, timeout, jsonfile,
- size) = sys.argv[1:15]
+ size, qcow2) = sys.argv[1:16]
+FORMATS = ["raw", "qcow2"] if qcow2 == "1" else ["raw"]
 secs, ramp, runs, timeout = int(secs), int(ramp), int(runs), int(timeout)
 PROG = "bench/blk_guest.sh"
 CMDLINE = "console=ttyS0 panic=-1 quiet kvmm.batch"
@@ -124,14 +135,15 @@ def note(msg):
     print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
 
 
-def argv_of(vmm):
+def argv_of(vmm, fmt):
+    path = img if fmt == "raw" else img + ".qcow2"
     if vmm == "kvmm":
         return [kvmm, "run", "--accel", accel, "--kernel", kernel, "--initrd", initrd, "--mem", "512M",
-                "--cmdline", CMDLINE, "--disk", f"path={img},cache=none"]
+                "--cmdline", CMDLINE, "--disk", f"path={path},cache=none,format={fmt}"]
     acc = ["-accel", "tcg", "-cpu", "max"] if accel == "emu" else ["-accel", "kvm", "-cpu", "host"]
     return [qemu, *acc, "-M", "q35", "-m", "512M", "-kernel", kernel, "-initrd", initrd, "-append", CMDLINE,
             "-nographic", "-no-reboot",
-            "-drive", f"file={img},if=none,id=d0,format=raw,cache=none,aio=io_uring",
+            "-drive", f"file={path},if=none,id=d0,format={fmt},cache=none,aio=io_uring",
             "-device", "virtio-blk-pci,drive=d0"]
 
 
@@ -147,9 +159,9 @@ SCRIPT = ("echo CPU-''MODEL $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)
           "poweroff -f\n")
 
 
-def boot(vmm, run):
+def boot(vmm, run, fmt):
     """One boot: {'iops': [...], 'mbps': [...], 'cpu': str, 'marker_s': float} or None."""
-    argv = argv_of(vmm)
+    argv = argv_of(vmm, fmt)
     note(f"run {run + 1}/{runs} {vmm}: booting ({' '.join(argv[:3])} ...)")
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -201,16 +213,19 @@ def boot(vmm, run):
 
 
 vmms = [v for v in ("kvmm", "qemu") if only in ("", v)]
-res = {v: [] for v in vmms}
+allres = {f: {v: [] for v in vmms} for f in FORMATS}
 for r in range(runs):
-    for v in (vmms if r % 2 == 0 else vmms[::-1]):
-        x = boot(v, r)
-        if x:
-            res[v].append(x)
+    for f in FORMATS:
+        for v in (vmms if r % 2 == 0 else vmms[::-1]):
+            note(f"{f} image")
+            x = boot(v, r, f)
+            if x:
+                allres[f][v].append(x)
+res = allres["raw"]
 
 
-def med(v, key, i):
-    xs = [x[key][i] for x in res[v]]
+def med(v, key, i, fmt="raw"):
+    xs = [x[key][i] for x in allres[fmt][v]]
     return statistics.median(xs) if xs else None
 
 
@@ -250,9 +265,23 @@ for i, (name, *_) in enumerate(JOBS):
           f" {fmt(kc):>11s}% {fmt(qc):>11s}%")
     table.append({"workload": name, "kvmm_iops": ki, "qemu_iops": qi, "kvmm_mbps": km, "qemu_mbps": qm,
                   "kvmm_fio_cpu_pct": kc, "qemu_fio_cpu_pct": qc})
+qtable = []
+if "qcow2" in FORMATS:
+    print(f"\nthe same on a qcow2 copy (every cluster allocated, 64 KiB clusters), format=qcow2 on both sides")
+    print(f"{'workload':20s} {'kvmm IOPS':>10s} {'QEMU IOPS':>10s} {'kvmm/QEMU':>9s} {'kvmm q/raw':>10s}"
+          f" {'QEMU q/raw':>10s}")
+    for i, (name, *_) in enumerate(JOBS):
+        ki = med("kvmm", "iops", i, "qcow2") if "kvmm" in vmms else None
+        qi = med("qemu", "iops", i, "qcow2") if "qemu" in vmms else None
+        kr = med("kvmm", "iops", i) if "kvmm" in vmms else None
+        qr = med("qemu", "iops", i) if "qemu" in vmms else None
+        pct = lambda a, b: f"{100 * a / b:.0f}%" if a and b else "-"
+        print(f"{name:20s} {fmt(ki):>10s} {fmt(qi):>10s} {pct(ki, qi):>9s} {pct(ki, kr):>10s} {pct(qi, qr):>10s}")
+        qtable.append({"workload": name, "kvmm_iops": ki, "qemu_iops": qi})
 if jsonfile:
     with open(jsonfile, "w") as f:
         json.dump({"accel": accel, "engine": engine, "seconds": secs, "ramp": ramp, "size_mib": int(size),
-                   "host_cpu": host_cpu, "runs": res, "medians": table}, f, indent=1)
-sys.exit(0 if all(res[v] for v in vmms) else 1)
+                   "host_cpu": host_cpu, "runs": allres, "medians": table, "qcow2_medians": qtable}, f,
+                  indent=1)
+sys.exit(0 if all(allres[f][v] for f in FORMATS for v in vmms) else 1)
 PY

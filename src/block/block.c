@@ -11,7 +11,7 @@
  * else under the guest (QEMU's rule, block/raw-format.c): a write touching
  * its first 512 bytes must cover them from offset 0, and is refused with
  * -EPERM when it would start the file with the qcow2 magic.  qcow2 with
- * cache=none is refused for now (qcow2.c does buffered pread/pwrite).
+ * cache=none moves data O_DIRECT and metadata buffered (qcow2_io.c).
  *
  * Throw-away overlays (snapshot=on, QEMU's -snapshot for one drive).
  * open_snapshot() learns the image's format (given, or probed as above)
@@ -302,10 +302,6 @@ static int open_image(const struct block_opts *o, struct evloop *loop,
 	r = block_lock_image(fd, o->path, o->readonly, err, errlen);
 	if (!r)
 		r = probe_format(fd, o, &qcow2, &probed, err, errlen);
-	if (!r && qcow2 && o->direct) {
-		snprintf(err, errlen, "%s: cache=none is not supported with qcow2 yet", o->path);
-		r = -EINVAL;
-	}
 	if (!r)
 		r = measure(fd, o, bd, &mem_align, err, errlen);
 	if (r)

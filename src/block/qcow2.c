@@ -775,13 +775,23 @@ fail:
 
 int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
 {
-	bool force_ro = false;
+	int fl = fcntl(fd, F_GETFL);
+	bool force_ro = false, direct = fl >= 0 && (fl & O_DIRECT);
 	struct qimg *im;
-	int r = qcow2_img_open(fd, bd->name, true, !bd->readonly, &force_ro, &im, err, errlen);
+	int r;
 
+	/* cache=none: metadata through the page cache on this descriptor
+	 * (which holds the locks), data on an O_DIRECT one (qcow2_io.c). */
+	if (direct && fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", bd->name, strerror(-r));
+		close(fd);
+		return r;
+	}
+	r = qcow2_img_open(fd, bd->name, true, !bd->readonly, &force_ro, &im, err, errlen);
 	if (r)
 		return r;
 	if (force_ro)
 		bd->readonly = true;
-	return qcow2_io_attach(bd, im, err, errlen);
+	return qcow2_io_attach(bd, im, direct, err, errlen);
 }

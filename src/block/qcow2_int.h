@@ -204,6 +204,36 @@ int qcow2_img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
  * crash-safe ordering described in qcow2.c.  0 or -errno. */
 int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len);
 
+/* Where guest offset g's bytes may be read (write false) or written in
+ * place (write true) directly in im's file, without the synchronous path:
+ * 1 with *host the file offset of g (the rest of g's cluster follows it),
+ * when the cluster is allocated, uncompressed, not zero-flagged and
+ * correctly aligned, and for a write COPIED and clear of metadata and of
+ * next_free (the checks of an in-place write); 0 when the synchronous
+ * path must do it (qcow2_img_read/write: backing file, zeros,
+ * decompression, allocation, corruption reported there); -errno when the
+ * l2 lookup failed.  Metadata is read through the l2 cache. */
+int qcow2_map_direct(struct qimg *im, uint64_t g, bool write, uint64_t *host);
+
+/* Discard (zero false) or write zeroes (zero true) guest bytes [off, off
+ * + len) of a writable qcow2 image (any alignment, within the virtual
+ * size).  Discard: every whole cluster's l2 entry becomes 0 (the backing
+ * file's bytes, or zeros, show through: what a commit's emptying of the
+ * overlay wants) and its host cluster or compressed sectors lose their
+ * reference; partial clusters at the ends are left alone (discard is
+ * advisory); unmap is ignored.  Write zeroes: the range reads back as
+ * zeros; in version 3 whole clusters get the zero flag (unmap: the host
+ * cluster is freed; without, a COPIED host cluster stays allocated under
+ * the flag), partial clusters are written as zeros, as is everything in
+ * version 2 with a backing file (no zero flag; without a backing file a
+ * 0 entry reads zeros).  Ordering: the l2 entries are made durable
+ * (fdatasync) before any refcount falls, so a crash leaks at most.
+ * Space of clusters whose refcount reaches 0 is punched out of the file
+ * (advisory).  Returns 0, -EROFS (read-only or raw), -EINVAL (range past
+ * the end), -EIO (a bad entry, logged as corruption), -ENOSPC, -ENOMEM,
+ * or another -errno from the file. */
+int qcow2_img_discard(struct qimg *im, uint64_t off, uint64_t len, bool zero, bool unmap);
+
 /* ---- qcow2_refcount.c: refcounts and allocation ---- */
 
 /* Refcount of host cluster number idx (0 when no refcount_block). */
@@ -241,7 +271,11 @@ void qcow2_snapshots_free(struct qimg *im);
 /* ---- qcow2_io.c: the block_driver ---- */
 
 /* Attach the block driver over the chain `im` (owned from now on, also
- * on error) to bd, on bd->loop.  Returns 0, or -errno with a message. */
-int qcow2_io_attach(struct block_dev *bd, struct qimg *im, char *err, size_t errlen);
+ * on error) to bd, on bd->loop.  direct (cache=none): im->fd is buffered
+ * (O_DIRECT cleared by qcow2_open) and data moves through a second,
+ * O_DIRECT descriptor on the file, aligned to bd->logical_block.
+ * Returns 0, or -errno with a message. */
+int qcow2_io_attach(struct block_dev *bd, struct qimg *im, bool direct, char *err,
+		    size_t errlen);
 
 #endif
