@@ -207,6 +207,14 @@ int qcow2_alloc_cluster(struct qimg *im, uint64_t *host);
 /* fdatasync if refcounts were written since the last sync. */
 int qcow2_sync_refcounts(struct qimg *im);
 
+/* ---- qcow2_compress.c: compressed clusters ---- */
+
+/* Decompress the compressed cluster whose l2 entry is `entry` into
+ * im->dbuf (cached: im->dbuf_key).  0, -EIO (logged) for a descriptor
+ * past the end of the file or data that does not decompress to exactly
+ * one cluster, or -errno.  Spec: "Compressed Clusters Descriptor". */
+int qcow2_decompress(struct qimg *im, uint64_t entry);
+
 /* ---- qcow2_io.c: the block_driver ---- */
 
 /* Attach the block driver over the chain `im` (owned from now on, also
