@@ -21,7 +21,8 @@
  * may be written in place); or, with bit 62, a compressed cluster whose
  * descriptor holds the host byte offset in its low x = 62 - (cluster_bits
  * - 8) bits and, above, the count of 512-byte sectors it spans minus one
- * (raw deflate, window bits -12).  The refcount_table (refcount_table
+ * (raw deflate, window bits -12, or a zstd frame, as the header's
+ * compression_type says: qcow2_compress.c).  The refcount_table (refcount_table
  * clusters of u64) points at refcount_blocks, one cluster each, holding a
  * refcount of 1 << refcount_order bits for every host cluster; a
  * refcount_block covers 1 << (cluster_bits + 3 - refcount_order) clusters.
@@ -220,6 +221,7 @@ void qcow2_img_free(struct qimg *im)
 		free(im->rbs.v);
 		free(im->cbuf);
 		free(im->dbuf);
+		qcow2_codec_free(im);
 		free(im->path);
 		free(im);
 		im = b;
@@ -318,10 +320,16 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 		if (hlen < HDR_V3_LEN || hlen > im->cluster_size || hlen % 8 ||
 		    hlen > im->file_size)
 			BAD("%s: bad header_length %" PRIu64, path, hlen);
-		if ((incompat & INCOMPAT_COMPRESSION) &&
-		    (hlen < HDR_V3_LEN + 1 || h[HDR_V3_LEN] != 0))
-			BAD("%s: compression type %u is not supported (zlib only)", path,
-			    hlen > HDR_V3_LEN ? h[HDR_V3_LEN] : 0);
+		/* As QEMU: the incompatible bit is set exactly when the
+		 * type is not zlib. */
+		im->compression_type = hlen > HDR_V3_LEN ? h[HDR_V3_LEN] : 0;
+		if (im->compression_type > QCOW2_COMPRESSION_ZSTD)
+			BAD("%s: compression type %u is not supported (zlib or zstd)", path,
+			    im->compression_type);
+		if (!(incompat & INCOMPAT_COMPRESSION) != !im->compression_type)
+			BAD("%s: compression type %u with incompatible bit 3 %s", path,
+			    im->compression_type,
+			    incompat & INCOMPAT_COMPRESSION ? "set" : "clear");
 	} else {
 		hlen = HDR_V2_LEN;
 	}

@@ -96,6 +96,8 @@ struct qimg {
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
+	uint8_t compression_type;  /* QCOW2_COMPRESSION_*: header byte 104 */
+	struct qcow2_codec *codec; /* qcow2_compress.c's state; NULL = none yet */
 };
 
 static inline uint32_t be32(const uint8_t *p)
@@ -209,11 +211,20 @@ int qcow2_sync_refcounts(struct qimg *im);
 
 /* ---- qcow2_compress.c: compressed clusters ---- */
 
+/* The header's compression_type (spec: "Header", byte 104). */
+#define QCOW2_COMPRESSION_ZLIB 0
+#define QCOW2_COMPRESSION_ZSTD 1
+
 /* Decompress the compressed cluster whose l2 entry is `entry` into
- * im->dbuf (cached: im->dbuf_key).  0, -EIO (logged) for a descriptor
- * past the end of the file or data that does not decompress to exactly
- * one cluster, or -errno.  Spec: "Compressed Clusters Descriptor". */
+ * im->dbuf (cached: im->dbuf_key), as im->compression_type says (raw
+ * deflate or a zstd frame).  0, -EIO (logged) for a descriptor whose
+ * span lies past the end of the file or data that does not decompress to
+ * exactly one cluster, or -errno.  Spec: "Compressed Clusters
+ * Descriptor". */
 int qcow2_decompress(struct qimg *im, uint64_t entry);
+
+/* Free im->codec (compression contexts); called by qcow2_img_free(). */
+void qcow2_codec_free(struct qimg *im);
 
 /* ---- qcow2_io.c: the block_driver ---- */
 
