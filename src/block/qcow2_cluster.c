@@ -326,3 +326,9 @@ int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t 
 	free(ups);
 	return r;
 }
+
+/* For qcow2_compress.c, which writes its own l2 entries. */
+int qcow2_l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t **table)
+{
+	return l2_for_write(im, g, l2_off, table);
+}

@@ -187,6 +187,12 @@ int qcow2_img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
  * crash-safe ordering described in qcow2.c.  0 or -errno. */
 int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len);
 
+/* The l2_table for guest offset g of a writable image, made private
+ * (COPIED) and allocated if needed, with the ordering of qcow2.c (it may
+ * fdatasync); *l2_off is its host offset, *table its cached copy
+ * (big-endian, valid until the next qcow2_l2_load).  0 or -errno. */
+int qcow2_l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t **table);
+
 /* ---- qcow2_refcount.c: refcounts and allocation ---- */
 
 /* Refcount of host cluster number idx (0 when no refcount_block). */
@@ -222,6 +228,22 @@ int qcow2_sync_refcounts(struct qimg *im);
  * exactly one cluster, or -errno.  Spec: "Compressed Clusters
  * Descriptor". */
 int qcow2_decompress(struct qimg *im, uint64_t entry);
+
+/* Write n whole guest clusters from g (cluster aligned; g + n clusters
+ * within the virtual size rounded up to a cluster) of a writable qcow2
+ * image, compressed as im->compression_type says: each compressed
+ * cluster takes the bytes it needs, packed after the previous one as
+ * QEMU packs them (a host cluster's refcount counts the compressed
+ * clusters touching it); one that does not compress to less than a
+ * cluster is stored uncompressed, as QEMU does.  The clusters must be
+ * unallocated in this image (l2 entry 0, or the zero flag alone).  Order:
+ * data, refcounts, fdatasync, l2 entries.  Returns 0, -EINVAL (bad range),
+ * -EEXIST (a cluster already allocated), or -errno.  Spec: "Compressed
+ * Clusters Descriptor". */
+int qcow2_write_compressed_n(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t n);
+
+/* One cluster: qcow2_write_compressed_n(im, g, cluster, 1). */
+int qcow2_write_compressed(struct qimg *im, uint64_t g, const uint8_t *cluster);
 
 /* Free im->codec (compression contexts); called by qcow2_img_free(). */
 void qcow2_codec_free(struct qimg *im);
