@@ -613,6 +613,7 @@ int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
 	info->dirty = hi.incompatible & INCOMPAT_DIRTY;
 	info->corrupt = hi.incompatible & INCOMPAT_CORRUPT;
 	info->lazy_refcounts = hi.compatible & 1;
+	info->compression_type = im.compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
 	if (hi.has_backing)
 		snprintf(info->backing, sizeof(info->backing), "%s", hi.backing);
 	if (hi.has_backing_fmt)
@@ -624,7 +625,21 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 		 const char *backing, const char *backing_fmt, char *err,
 		 size_t errlen)
 {
-	uint64_t cs = cluster_size, l1_size, l1_clusters, meta, p;
+	struct qcow2_create_opts o = {
+		.size = size, .cluster_size = cluster_size,
+		.backing = backing, .backing_fmt = backing_fmt,
+	};
+
+	return qcow2_create_with(path, &o, err, errlen);
+}
+
+int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char *err,
+		      size_t errlen)
+{
+	uint32_t cluster_size = o->cluster_size ? o->cluster_size : 65536;
+	const char *backing = o->backing, *backing_fmt = o->backing_fmt;
+	uint64_t size = o->size, cs = cluster_size, l1_size, l1_clusters, meta, p;
+	uint8_t ctype;
 	unsigned bits = 0;
 	uint8_t *buf;
 	size_t blen, nlen = backing ? strlen(backing) : 0;
@@ -636,6 +651,15 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 	if (bits < 9 || bits > 21 || (1ull << bits) != cs) {
 		snprintf(err, errlen, "%s: cluster size %u must be a power of two from 512 to 2M",
 			 path, cluster_size);
+		return -EINVAL;
+	}
+	if (!o->compression_type || !strcmp(o->compression_type, "zlib")) {
+		ctype = QCOW2_COMPRESSION_ZLIB;
+	} else if (!strcmp(o->compression_type, "zstd")) {
+		ctype = QCOW2_COMPRESSION_ZSTD;
+	} else {
+		snprintf(err, errlen, "%s: unknown compression_type %s (zlib or zstd)", path,
+			 o->compression_type);
 		return -EINVAL;
 	}
 	if ((backing && (!backing_fmt || !nlen || nlen > MAX_BACKING_NAME)) ||
@@ -674,8 +698,12 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 	put_be64(buf + 48, cs);
 	put_be32(buf + 56, 1);
 	put_be32(buf + 96, 4);
-	/* header_length 112: the compression_type byte (0, zlib) padded. */
+	/* header_length 112: the compression_type byte padded; a type
+	 * other than zlib sets its incompatible bit. */
 	put_be32(buf + 100, HDR_V3_LEN + 8);
+	buf[HDR_V3_LEN] = ctype;
+	if (ctype != QCOW2_COMPRESSION_ZLIB)
+		put_be64(buf + 72, INCOMPAT_COMPRESSION);
 	p = HDR_V3_LEN + 8;
 	if (backing) {
 		put_be32(buf + p, EXT_BACKING_FMT);

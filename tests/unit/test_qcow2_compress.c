@@ -401,6 +401,30 @@ static void test_header_compression_type(void **state)
 	expect_refused("zbit.qcow2", "compression type 0 with incompatible bit 3 set");
 }
 
+/* qcow2_create_with(): QEMU reads the compression type kvmm records, and
+ * kvmm's compressed writes into that image are QEMU-clean. */
+static void test_create_compression_type(void **state)
+{
+	struct qcow2_create_opts o = { .size = 3 * MiB, .cluster_size = 4096 };
+	char path[512], err[512];
+
+	(void)state;
+	NEED_QEMU();
+	path_of("k.qcow2", path, sizeof(path));
+	o.compression_type = "zstd";
+	assert_int_equal(qcow2_create_with(path, &o, err, sizeof(err)), 0);
+	must(sh("qemu-img check k.qcow2 && qemu-img info k.qcow2 | grep -q 'compression type: zstd'"));
+	make_source("src.raw", 3 * MiB, 9);
+	write_compressed_image("k.qcow2", 4096, 100);
+	must(sh("qemu-img check k.qcow2 && qemu-img compare -f raw -F qcow2 src.raw k.qcow2"));
+	o.compression_type = "zlib";
+	assert_int_equal(qcow2_create_with(path, &o, err, sizeof(err)), 0);
+	must(sh("qemu-img check k.qcow2 && qemu-img info k.qcow2 | grep -q 'compression type: zlib'"));
+	o.compression_type = "lz4";
+	assert_int_equal(qcow2_create_with(path, &o, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "unknown compression_type lz4"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -409,6 +433,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incompressible_stored_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_compression_type, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_compression_type, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
