@@ -639,6 +639,7 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	uint32_t cluster_size = o->cluster_size ? o->cluster_size : 65536;
 	const char *backing = o->backing, *backing_fmt = o->backing_fmt;
 	uint64_t size = o->size, cs = cluster_size, l1_size, l1_clusters, meta, p;
+	uint64_t rb, est, rt_clusters;
 	uint8_t ctype;
 	unsigned bits = 0;
 	uint8_t *buf;
@@ -672,9 +673,26 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	l1_clusters = (l1_size * 8 + cs - 1) / cs;
 	if (!l1_clusters)
 		l1_clusters = 1;
+	/* The driver does not grow the refcount_table, so make it large
+	 * enough for the image filled: every data cluster, its l2_tables,
+	 * the refcount_blocks counting them, and some slack (QEMU starts
+	 * with one cluster and grows it).  One cluster covers 16 TiB of
+	 * 64 KiB clusters but only 8 MiB of 512-byte ones.  Capped by the
+	 * limits below; the rest is then left to growing. */
+	rb = cs / 2;
+	est = (size + cs - 1) / cs;
+	est += (est + (cs / 8) - 1) / (cs / 8) + 64;
+	est += (est + rb - 1) / rb;
+	rt_clusters = ((est + rb - 1) / rb * 8 + cs - 1) / cs;
+	if (rt_clusters * cs > MAX_REFTABLE_BYTES)
+		rt_clusters = MAX_REFTABLE_BYTES / cs;
+	if (2 + rt_clusters + l1_clusters > cs / 2 && cs / 2 > 2 + l1_clusters)
+		rt_clusters = cs / 2 - 2 - l1_clusters;
+	if (!rt_clusters)
+		rt_clusters = 1;
 	/* Header, refcount_table, one refcount_block, l1_table: all counted
 	 * by that one refcount_block (16-bit refcounts: cs / 2 clusters). */
-	meta = 3 + l1_clusters;
+	meta = 2 + rt_clusters + l1_clusters;
 	if (l1_size * 8 > MAX_L1_BYTES || meta > cs / 2) {
 		snprintf(err, errlen, "%s: size %" PRIu64 " too large for %u-byte clusters",
 			 path, size, cluster_size);
@@ -694,9 +712,9 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	put_be32(buf + 20, bits);
 	put_be64(buf + 24, size);
 	put_be32(buf + 36, (uint32_t)l1_size);
-	put_be64(buf + 40, 3 * cs);
+	put_be64(buf + 40, (2 + rt_clusters) * cs);
 	put_be64(buf + 48, cs);
-	put_be32(buf + 56, 1);
+	put_be32(buf + 56, (uint32_t)rt_clusters);
 	put_be32(buf + 96, 4);
 	/* header_length 112: the compression_type byte padded; a type
 	 * other than zlib sets its incompatible bit. */
@@ -717,10 +735,10 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 		put_be32(buf + 16, (uint32_t)nlen);
 		memcpy(buf + p, backing, nlen);
 	}
-	put_be64(buf + cs, 2 * cs);
+	put_be64(buf + cs, (1 + rt_clusters) * cs);
 	for (uint64_t i = 0; i < meta; i++) {
-		buf[2 * cs + 2 * i] = 0;
-		buf[2 * cs + 2 * i + 1] = 1;
+		buf[(1 + rt_clusters) * cs + 2 * i] = 0;
+		buf[(1 + rt_clusters) * cs + 2 * i + 1] = 1;
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {

@@ -45,8 +45,9 @@ int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
 
 /* Create (or truncate and overwrite) a version 3 qcow2 image at `path`:
  * virtual size `size` bytes (rounded up to 512), clusters of cluster_size
- * bytes (a power of two, 512 .. 2 MiB), 16-bit refcounts, no data
- * clusters.  `backing` (recorded as given; NULL for none) needs
+ * bytes (a power of two, 512 .. 2 MiB), 16-bit refcounts, a
+ * refcount_table large enough for the image filled (up to 8 MiB of it:
+ * the driver does not grow it), no data clusters.  `backing` (recorded as given; NULL for none) needs
  * `backing_fmt`, recorded in the backing format extension.  The file is
  * fsynced.  Returns 0, or -errno with a message in err (-EINVAL for bad
  * arguments or a size whose l1_table would not fit the layout). */
