@@ -39,6 +39,8 @@ static void usage(FILE *f)
 "usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT]\n"
 "                       [-o cluster_size=N,compression_type=zlib|zstd] FILE [SIZE]\n"
 "       kvmm img info [--output=human|json] FILE\n"
+"       kvmm img convert [-f FMT] [-O raw|qcow2] [-c] [-o OPTIONS] [-S SIZE] [-p] [-q] [-U]\n"
+"                        SOURCE DEST\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -323,6 +325,7 @@ static const struct {
 } commands[] = {
 	{ "create", img_create },
 	{ "info", img_info },
+	{ "convert", img_convert },
 };
 
 int cli_img(int argc, char **argv)
