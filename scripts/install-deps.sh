@@ -14,6 +14,7 @@ pkgs=(
 	libzydis-dev                       # x86 decoder of the software CPU (--accel emu)
 	liburing-dev                       # asynchronous block I/O (io_uring)
 	zlib1g-dev                         # qcow2 compressed clusters (deflate)
+	libzstd-dev                        # qcow2 compressed clusters (compression_type zstd)
 	fio                                # bench/blk.sh: the host-side reference
 	clang libclang-rt-14-dev           # libFuzzer: the bounded fuzz campaign of make check
 )

@@ -121,6 +121,15 @@ int image_pwrite(struct image *img, const void *buf, uint64_t len, uint64_t off)
 	return qcow2_img_write(im, off, buf, len);
 }
 
+int image_write_compressed(struct image *img, const void *buf, uint64_t len, uint64_t off)
+{
+	struct qimg *im = Q(img);
+
+	if (!im->is_qcow2 || len % im->cluster_size)
+		return -EINVAL;
+	return qcow2_write_compressed_n(im, off, buf, len / im->cluster_size);
+}
+
 int image_flush(struct image *img)
 {
 	return qcow2_fdatasync(Q(img));

@@ -61,6 +61,17 @@ int image_pread(struct image *img, void *buf, uint64_t len, uint64_t off);
  * the end, -EROFS for an image not opened writable, or -errno. */
 int image_pwrite(struct image *img, const void *buf, uint64_t len, uint64_t off);
 
+/* Write guest bytes [off, off + len) of a qcow2 image compressed, cluster
+ * by cluster (deflate or zstd, as the image's compression_type says; a
+ * cluster that does not shrink is stored uncompressed, as QEMU does).
+ * off and len are whole clusters (the last may reach past the virtual
+ * size, padded by the caller: the virtual size rounded up to a cluster is
+ * the limit); the clusters must not be allocated in this image yet (a
+ * freshly created image: `kvmm img convert -c`).  Returns 0, -EINVAL (not
+ * qcow2, not whole clusters, past the end), -EROFS, -EEXIST (a cluster is
+ * already allocated), or -errno. */
+int image_write_compressed(struct image *img, const void *buf, uint64_t len, uint64_t off);
+
 /* fdatasync.  Returns 0 or -errno. */
 int image_flush(struct image *img);
 

@@ -21,7 +21,8 @@
  * may be written in place); or, with bit 62, a compressed cluster whose
  * descriptor holds the host byte offset in its low x = 62 - (cluster_bits
  * - 8) bits and, above, the count of 512-byte sectors it spans minus one
- * (raw deflate, window bits -12).  The refcount_table (refcount_table
+ * (raw deflate, window bits -12, or a zstd frame, as the header's
+ * compression_type says: qcow2_compress.c).  The refcount_table (refcount_table
  * clusters of u64) points at refcount_blocks, one cluster each, holding a
  * refcount of 1 << refcount_order bits for every host cluster; a
  * refcount_block covers 1 << (cluster_bits + 3 - refcount_order) clusters.
@@ -222,6 +223,7 @@ void qcow2_img_free(struct qimg *im)
 		free(im->snapmeta.v);
 		free(im->cbuf);
 		free(im->dbuf);
+		qcow2_codec_free(im);
 		free(im->path);
 		free(im);
 		im = b;
@@ -320,10 +322,16 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 		if (hlen < HDR_V3_LEN || hlen > im->cluster_size || hlen % 8 ||
 		    hlen > im->file_size)
 			BAD("%s: bad header_length %" PRIu64, path, hlen);
-		if ((incompat & INCOMPAT_COMPRESSION) &&
-		    (hlen < HDR_V3_LEN + 1 || h[HDR_V3_LEN] != 0))
-			BAD("%s: compression type %u is not supported (zlib only)", path,
-			    hlen > HDR_V3_LEN ? h[HDR_V3_LEN] : 0);
+		/* As QEMU: the incompatible bit is set exactly when the
+		 * type is not zlib. */
+		im->compression_type = hlen > HDR_V3_LEN ? h[HDR_V3_LEN] : 0;
+		if (im->compression_type > QCOW2_COMPRESSION_ZSTD)
+			BAD("%s: compression type %u is not supported (zlib or zstd)", path,
+			    im->compression_type);
+		if (!(incompat & INCOMPAT_COMPRESSION) != !im->compression_type)
+			BAD("%s: compression type %u with incompatible bit 3 %s", path,
+			    im->compression_type,
+			    incompat & INCOMPAT_COMPRESSION ? "set" : "clear");
 	} else {
 		hlen = HDR_V2_LEN;
 	}
@@ -613,6 +621,7 @@ int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
 	info->dirty = hi.incompatible & INCOMPAT_DIRTY;
 	info->corrupt = hi.incompatible & INCOMPAT_CORRUPT;
 	info->lazy_refcounts = hi.compatible & 1;
+	info->compression_type = im.compression_type == QCOW2_COMPRESSION_ZSTD ? "zstd" : "zlib";
 	if (hi.has_backing)
 		snprintf(info->backing, sizeof(info->backing), "%s", hi.backing);
 	if (hi.has_backing_fmt)
@@ -624,7 +633,22 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 		 const char *backing, const char *backing_fmt, char *err,
 		 size_t errlen)
 {
-	uint64_t cs = cluster_size, l1_size, l1_clusters, meta, p;
+	struct qcow2_create_opts o = {
+		.size = size, .cluster_size = cluster_size,
+		.backing = backing, .backing_fmt = backing_fmt,
+	};
+
+	return qcow2_create_with(path, &o, err, errlen);
+}
+
+int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char *err,
+		      size_t errlen)
+{
+	uint32_t cluster_size = o->cluster_size ? o->cluster_size : 65536;
+	const char *backing = o->backing, *backing_fmt = o->backing_fmt;
+	uint64_t size = o->size, cs = cluster_size, l1_size, l1_clusters, meta, p;
+	uint64_t rb, est, rt_clusters;
+	uint8_t ctype;
 	unsigned bits = 0;
 	uint8_t *buf;
 	size_t blen, nlen = backing ? strlen(backing) : 0;
@@ -638,6 +662,15 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 			 path, cluster_size);
 		return -EINVAL;
 	}
+	if (!o->compression_type || !strcmp(o->compression_type, "zlib")) {
+		ctype = QCOW2_COMPRESSION_ZLIB;
+	} else if (!strcmp(o->compression_type, "zstd")) {
+		ctype = QCOW2_COMPRESSION_ZSTD;
+	} else {
+		snprintf(err, errlen, "%s: unknown compression_type %s (zlib or zstd)", path,
+			 o->compression_type);
+		return -EINVAL;
+	}
 	if ((backing && (!backing_fmt || !nlen || nlen > MAX_BACKING_NAME)) ||
 	    flen >= 64 || size > (1ull << 61)) {
 		snprintf(err, errlen, "%s: bad size, backing file name or format", path);
@@ -648,9 +681,26 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 	l1_clusters = (l1_size * 8 + cs - 1) / cs;
 	if (!l1_clusters)
 		l1_clusters = 1;
+	/* The driver does not grow the refcount_table, so make it large
+	 * enough for the image filled: every data cluster, its l2_tables,
+	 * the refcount_blocks counting them, and some slack (QEMU starts
+	 * with one cluster and grows it).  One cluster covers 16 TiB of
+	 * 64 KiB clusters but only 8 MiB of 512-byte ones.  Capped by the
+	 * limits below; the rest is then left to growing. */
+	rb = cs / 2;
+	est = (size + cs - 1) / cs;
+	est += (est + (cs / 8) - 1) / (cs / 8) + 64;
+	est += (est + rb - 1) / rb;
+	rt_clusters = ((est + rb - 1) / rb * 8 + cs - 1) / cs;
+	if (rt_clusters * cs > MAX_REFTABLE_BYTES)
+		rt_clusters = MAX_REFTABLE_BYTES / cs;
+	if (2 + rt_clusters + l1_clusters > cs / 2 && cs / 2 > 2 + l1_clusters)
+		rt_clusters = cs / 2 - 2 - l1_clusters;
+	if (!rt_clusters)
+		rt_clusters = 1;
 	/* Header, refcount_table, one refcount_block, l1_table: all counted
 	 * by that one refcount_block (16-bit refcounts: cs / 2 clusters). */
-	meta = 3 + l1_clusters;
+	meta = 2 + rt_clusters + l1_clusters;
 	if (l1_size * 8 > MAX_L1_BYTES || meta > cs / 2) {
 		snprintf(err, errlen, "%s: size %" PRIu64 " too large for %u-byte clusters",
 			 path, size, cluster_size);
@@ -670,12 +720,16 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 	put_be32(buf + 20, bits);
 	put_be64(buf + 24, size);
 	put_be32(buf + 36, (uint32_t)l1_size);
-	put_be64(buf + 40, 3 * cs);
+	put_be64(buf + 40, (2 + rt_clusters) * cs);
 	put_be64(buf + 48, cs);
-	put_be32(buf + 56, 1);
+	put_be32(buf + 56, (uint32_t)rt_clusters);
 	put_be32(buf + 96, 4);
-	/* header_length 112: the compression_type byte (0, zlib) padded. */
+	/* header_length 112: the compression_type byte padded; a type
+	 * other than zlib sets its incompatible bit. */
 	put_be32(buf + 100, HDR_V3_LEN + 8);
+	buf[HDR_V3_LEN] = ctype;
+	if (ctype != QCOW2_COMPRESSION_ZLIB)
+		put_be64(buf + 72, INCOMPAT_COMPRESSION);
 	p = HDR_V3_LEN + 8;
 	if (backing) {
 		put_be32(buf + p, EXT_BACKING_FMT);
@@ -689,10 +743,10 @@ int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 		put_be32(buf + 16, (uint32_t)nlen);
 		memcpy(buf + p, backing, nlen);
 	}
-	put_be64(buf + cs, 2 * cs);
+	put_be64(buf + cs, (1 + rt_clusters) * cs);
 	for (uint64_t i = 0; i < meta; i++) {
-		buf[2 * cs + 2 * i] = 0;
-		buf[2 * cs + 2 * i + 1] = 1;
+		buf[(1 + rt_clusters) * cs + 2 * i] = 0;
+		buf[(1 + rt_clusters) * cs + 2 * i + 1] = 1;
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {

@@ -34,6 +34,7 @@ struct qcow2_info {
 	bool dirty, corrupt, lazy_refcounts;
 	char backing[1024];         /* as recorded ("" if none) */
 	char backing_fmt[64];       /* "" if not recorded */
+	const char *compression_type; /* "zlib" or "zstd" (version 3) */
 };
 
 /* Read and validate the header of the qcow2 image open on `fd` (`path`
@@ -44,13 +45,30 @@ int qcow2_info(int fd, const char *path, struct qcow2_info *info, char *err,
 
 /* Create (or truncate and overwrite) a version 3 qcow2 image at `path`:
  * virtual size `size` bytes (rounded up to 512), clusters of cluster_size
- * bytes (a power of two, 512 .. 2 MiB), 16-bit refcounts, no data
- * clusters.  `backing` (recorded as given; NULL for none) needs
+ * bytes (a power of two, 512 .. 2 MiB), 16-bit refcounts, a
+ * refcount_table large enough for the image filled (up to 8 MiB of it:
+ * the driver does not grow it), no data clusters.  `backing` (recorded as given; NULL for none) needs
  * `backing_fmt`, recorded in the backing format extension.  The file is
  * fsynced.  Returns 0, or -errno with a message in err (-EINVAL for bad
  * arguments or a size whose l1_table would not fit the layout). */
 int qcow2_create(const char *path, uint64_t size, uint32_t cluster_size,
 		 const char *backing, const char *backing_fmt, char *err,
 		 size_t errlen);
+
+/* What qcow2_create_with() makes (qemu-img create -o names in comments). */
+struct qcow2_create_opts {
+	uint64_t size;              /* virtual size, bytes (rounded up to 512) */
+	uint32_t cluster_size;      /* cluster_size: bytes, 0 = 64 KiB */
+	const char *backing;        /* backing_file, recorded as given; NULL */
+	const char *backing_fmt;    /* backing_fmt, needed with backing */
+	const char *compression_type; /* compression_type: "zlib" (NULL) or "zstd" */
+};
+
+/* qcow2_create() with all options: the same image, and for zstd the
+ * header's compression_type 1 with incompatible bit 3 set (spec:
+ * "Header", "compression type").  Returns 0, or -errno with a message in
+ * err (-EINVAL also for an unknown compression_type). */
+int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char *err,
+		      size_t errlen);
 
 #endif

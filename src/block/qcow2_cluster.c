@@ -1,7 +1,7 @@
 /*
  * qcow2_cluster.c - guest reads and writes of a qcow2 image: the l2_table
- * cache, lookups through l1_table/l2_table, decompression of compressed
- * clusters, allocating writes with copy-on-write (design and write
+ * cache, lookups through l1_table/l2_table (compressed clusters:
+ * qcow2_compress.c), allocating writes with copy-on-write (design and write
  * ordering: the comment at the top of qcow2.c), and discard / write
  * zeroes (qcow2_img_discard).
  *
@@ -27,7 +27,6 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* ---- l2 cache ---- */
 
@@ -86,44 +85,6 @@ int qcow2_l2_entry(struct qimg *im, uint64_t g, uint64_t *entry)
 
 /* ---- reads ---- */
 
-static int decompress(struct qimg *im, uint64_t entry)
-{
-	unsigned x = 62 - (im->cluster_bits - 8);
-	uint64_t coff = entry & ((1ull << x) - 1);
-	uint64_t nsec = ((entry & ~L2E_COMPRESSED & ~ENTRY_COPIED) >> x) + 1;
-	uint64_t clen = nsec * 512 - (coff & 511);
-	z_stream z = { 0 };
-	int r;
-
-	if (im->dbuf_key == entry)
-		return 0;
-	if (coff >= im->file_size)
-		return qcow2_corrupt(im, "compressed cluster past the end of the file", coff);
-	if (clen > 2 * im->cluster_size)
-		clen = 2 * im->cluster_size;
-	if (clen > im->file_size - coff)
-		clen = im->file_size - coff;
-	r = qcow2_pread(im->fd, im->cbuf, clen, coff);
-	if (r)
-		return r;
-	if (inflateInit2(&z, -12) != Z_OK)
-		return -ENOMEM;
-	z.next_in = im->cbuf;
-	z.avail_in = (uInt)clen;
-	z.next_out = im->dbuf;
-	z.avail_out = (uInt)im->cluster_size;
-	r = inflate(&z, Z_FINISH);
-	inflateEnd(&z);
-	/* The sector count rounds up, so input may remain once the output
-	 * is full: a full cluster is success whatever inflate says. */
-	if ((r != Z_STREAM_END && r != Z_BUF_ERROR) || z.avail_out) {
-		im->dbuf_key = 0;
-		return qcow2_corrupt(im, "compressed cluster does not inflate", coff);
-	}
-	im->dbuf_key = entry;
-	return 0;
-}
-
 /* Bytes [g, g + n) of one guest cluster, whose l2 entry is `entry`. */
 int qcow2_read_mapped(struct qimg *im, uint64_t entry, uint64_t g,
 		       uint8_t *buf, uint64_t n)
@@ -133,7 +94,7 @@ int qcow2_read_mapped(struct qimg *im, uint64_t entry, uint64_t g,
 	int r;
 
 	if (entry & L2E_COMPRESSED) {
-		r = decompress(im, entry);
+		r = qcow2_decompress(im, entry);
 		if (!r)
 			memcpy(buf, im->dbuf + in, n);
 		return r;
@@ -630,4 +591,10 @@ int qcow2_img_discard(struct qimg *im, uint64_t off, uint64_t len, bool zero, bo
 	if (!r && zero && stop < end)
 		r = write_zeros(im, stop, end - stop);
 	return r;
+}
+
+/* For qcow2_compress.c, which writes its own l2 entries. */
+int qcow2_l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t **table)
+{
+	return l2_for_write(im, g, l2_off, table);
 }

@@ -115,6 +115,8 @@ struct qimg {
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
+	uint8_t compression_type;  /* QCOW2_COMPRESSION_*: header byte 104 */
+	struct qcow2_codec *codec; /* qcow2_compress.c's state; NULL = none yet */
 };
 
 static inline uint32_t be32(const uint8_t *p)
@@ -233,6 +235,11 @@ int qcow2_map_direct(struct qimg *im, uint64_t g, bool write, uint64_t *host);
  * the end), -EIO (a bad entry, logged as corruption), -ENOSPC, -ENOMEM,
  * or another -errno from the file. */
 int qcow2_img_discard(struct qimg *im, uint64_t off, uint64_t len, bool zero, bool unmap);
+/* The l2_table for guest offset g of a writable image, made private
+ * (COPIED) and allocated if needed, with the ordering of qcow2.c (it may
+ * fdatasync); *l2_off is its host offset, *table its cached copy
+ * (big-endian, valid until the next qcow2_l2_load).  0 or -errno. */
+int qcow2_l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t **table);
 
 /* ---- qcow2_refcount.c: refcounts and allocation ---- */
 
@@ -267,6 +274,38 @@ int qcow2_snapshots_load(struct qimg *im, char *err, size_t errlen);
 
 /* Free im->snaps (im->nb_snapshots entries). */
 void qcow2_snapshots_free(struct qimg *im);
+/* ---- qcow2_compress.c: compressed clusters ---- */
+
+/* The header's compression_type (spec: "Header", byte 104). */
+#define QCOW2_COMPRESSION_ZLIB 0
+#define QCOW2_COMPRESSION_ZSTD 1
+
+/* Decompress the compressed cluster whose l2 entry is `entry` into
+ * im->dbuf (cached: im->dbuf_key), as im->compression_type says (raw
+ * deflate or a zstd frame).  0, -EIO (logged) for a descriptor whose
+ * span lies past the end of the file or data that does not decompress to
+ * exactly one cluster, or -errno.  Spec: "Compressed Clusters
+ * Descriptor". */
+int qcow2_decompress(struct qimg *im, uint64_t entry);
+
+/* Write n whole guest clusters from g (cluster aligned; g + n clusters
+ * within the virtual size rounded up to a cluster) of a writable qcow2
+ * image, compressed as im->compression_type says: each compressed
+ * cluster takes the bytes it needs, packed after the previous one as
+ * QEMU packs them (a host cluster's refcount counts the compressed
+ * clusters touching it); one that does not compress to less than a
+ * cluster is stored uncompressed, as QEMU does.  The clusters must be
+ * unallocated in this image (l2 entry 0, or the zero flag alone).  Order:
+ * data, refcounts, fdatasync, l2 entries.  Returns 0, -EINVAL (bad range),
+ * -EEXIST (a cluster already allocated), or -errno.  Spec: "Compressed
+ * Clusters Descriptor". */
+int qcow2_write_compressed_n(struct qimg *im, uint64_t g, const uint8_t *buf, uint64_t n);
+
+/* One cluster: qcow2_write_compressed_n(im, g, cluster, 1). */
+int qcow2_write_compressed(struct qimg *im, uint64_t g, const uint8_t *cluster);
+
+/* Free im->codec (compression contexts); called by qcow2_img_free(). */
+void qcow2_codec_free(struct qimg *im);
 
 /* ---- qcow2_io.c: the block_driver ---- */
 

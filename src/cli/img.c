@@ -2,7 +2,7 @@
  * img.c - `kvmm img`: disk image tools, with qemu-img's option names so
  * that scripts can switch between them.
  *
- *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]
+ *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compression_type=T] FILE [SIZE]
  *   kvmm img info [--output=human|json] FILE
  *
  * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
@@ -36,13 +36,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-"usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]\n"
+"usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT]\n"
+"                       [-o cluster_size=N,compression_type=zlib|zstd] FILE [SIZE]\n"
 "       kvmm img info [--output=human|json] FILE\n"
+"       kvmm img convert [-f FMT] [-O raw|qcow2] [-c] [-o OPTIONS] [-S SIZE] [-p] [-q] [-U]\n"
+"                        SOURCE DEST\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
 "required with -b.  qcow2 images are version 3 (compat 1.1), 16-bit\n"
-"refcounts, cluster_size 64k unless given (512 to 2M, a power of two).\n");
+"refcounts, cluster_size 64k unless given (512 to 2M, a power of two),\n"
+"compression_type (of compressed clusters) zlib unless given.\n");
 }
 
 int img_fail(const char *fmt, ...)
@@ -90,7 +94,7 @@ static int backing_size(const char *image, const char *backing, const char *fmt,
 
 static int img_create(int argc, char **argv)
 {
-	const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL, *file;
+	const char *fmt = NULL, *backing = NULL, *backing_fmt = NULL, *file, *ctype = NULL;
 	uint64_t size = 0, cs = 65536;
 	bool have_size = false;
 	char err[512];
@@ -109,8 +113,11 @@ static int img_create(int argc, char **argv)
 				if (!strncmp(kv, "cluster_size=", 13)) {
 					if (size_parse(kv + 13, 1, &cs))
 						return img_fail("bad cluster_size: %s", kv + 13);
+				} else if (!strncmp(kv, "compression_type=", 17)) {
+					ctype = kv + 17;
 				} else if (*kv) {
-					return img_fail("unknown option -o %s (cluster_size)", kv);
+					return img_fail("unknown option -o %s (cluster_size, compression_type)",
+							kv);
 				}
 			}
 			break;
@@ -143,8 +150,8 @@ static int img_create(int argc, char **argv)
 	if (!strcmp(fmt, "raw")) {
 		int fd;
 
-		if (backing || cs != 65536)
-			return img_fail("raw images take no backing file or cluster_size");
+		if (backing || cs != 65536 || ctype)
+			return img_fail("raw images take no backing file, cluster_size or compression_type");
 		if (!have_size)
 			return img_fail("a size is needed for %s", file);
 		fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -167,7 +174,11 @@ static int img_create(int argc, char **argv)
 	}
 	if (cs > UINT32_MAX)
 		return img_fail("bad cluster_size");
-	r = qcow2_create(file, size, (uint32_t)cs, backing, backing_fmt, err, sizeof(err));
+	r = qcow2_create_with(file, &(struct qcow2_create_opts){
+					  .size = size, .cluster_size = (uint32_t)cs,
+					  .backing = backing, .backing_fmt = backing_fmt,
+					  .compression_type = ctype,
+				  }, err, sizeof(err));
 	if (r)
 		return img_fail("%s", err);
 	return 0;
@@ -272,11 +283,11 @@ static int img_info(int argc, char **argv)
 			       "        \"data\": {\n            \"compat\": \"%s\",\n",
 			       qi.version == 2 ? "0.10" : "1.1");
 			if (qi.version == 3)
-				printf("            \"compression-type\": \"zlib\",\n"
+				printf("            \"compression-type\": \"%s\",\n"
 				       "            \"lazy-refcounts\": %s,\n"
 				       "            \"corrupt\": %s,\n"
 				       "            \"extended-l2\": false,\n",
-				       qi.lazy_refcounts ? "true" : "false",
+				       qi.compression_type, qi.lazy_refcounts ? "true" : "false",
 				       qi.corrupt ? "true" : "false");
 			printf("            \"refcount-bits\": %u\n        }\n    }", qi.refcount_bits);
 		}
@@ -297,8 +308,8 @@ static int img_info(int argc, char **argv)
 	printf("Format specific information:\n    compat: %s\n",
 	       qi.version == 2 ? "0.10" : "1.1");
 	if (qi.version == 3)
-		printf("    compression type: zlib\n    lazy refcounts: %s\n",
-		       qi.lazy_refcounts ? "true" : "false");
+		printf("    compression type: %s\n    lazy refcounts: %s\n",
+		       qi.compression_type, qi.lazy_refcounts ? "true" : "false");
 	printf("    refcount bits: %u\n", qi.refcount_bits);
 	if (qi.version == 3)
 		printf("    corrupt: %s\n    extended l2: false\n", qi.corrupt ? "true" : "false");
@@ -314,6 +325,7 @@ static const struct {
 } commands[] = {
 	{ "create", img_create },
 	{ "info", img_info },
+	{ "convert", img_convert },
 };
 
 int cli_img(int argc, char **argv)

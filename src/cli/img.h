@@ -11,4 +11,7 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The subcommands in their own files (img_<name>.c). */
+int img_convert(int argc, char **argv);   /* img_convert.c */
+
 #endif
