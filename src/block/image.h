@@ -81,4 +81,26 @@ int image_flush(struct image *img);
 int image_block_status(struct image *img, uint64_t off, uint64_t len,
 		       uint64_t *pnum, unsigned *flags, uint64_t *host_off);
 
+/* ---- backing chains: `kvmm img map`, `commit`, `rebase` ---- */
+
+/* image_chain_status() only: *host_off is valid (qemu-img map prints it):
+ * data stored uncompressed, zero clusters that keep a host cluster, and
+ * every range of a raw file (holes included). */
+#define IMAGE_OFFSET_VALID (1u << 4)
+
+/* The status of [off, off + len) of img's guest view as qemu-img map
+ * (QEMU 7.2) works it out: walk down from img to the first layer that
+ * decides the range (allocated there; or the bottom of the chain; or past
+ * the end of the layer's backing file, which reads as zeros: IMAGE_ZERO
+ * without IMAGE_ALLOCATED), but no further than above `base` (a layer of
+ * img's chain, or NULL for the whole chain): a range that no layer above
+ * base decides gets *flags 0 and *layer base.  *pnum bytes
+ * (> 0) share *flags, *layer (the deciding image, owned by the chain),
+ * *depth (its index: 0 is img) and, with IMAGE_OFFSET_VALID, lie
+ * contiguously at *host_off of *layer's file.  Returns 0, -EINVAL when
+ * off + len is past img's size, or -errno. */
+int image_chain_status(struct image *img, struct image *base, uint64_t off,
+		       uint64_t len, uint64_t *pnum, unsigned *flags,
+		       uint64_t *host_off, struct image **layer, unsigned *depth);
+
 #endif

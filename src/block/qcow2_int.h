@@ -96,6 +96,9 @@ struct qimg {
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
+	uint8_t map_prealloc;   /* image.c: QEMU's guess that the image has
+				 * metadata preallocation (0 not made yet,
+				 * 1 no, 2 yes) */
 };
 
 static inline uint32_t be32(const uint8_t *p)

@@ -11,4 +11,10 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* `kvmm img map`, `commit`, `rebase` (img_map.c, img_commit.c,
+ * img_rebase.c): argv[0] is the subcommand's name. */
+int img_map(int argc, char **argv);
+int img_commit(int argc, char **argv);
+int img_rebase(int argc, char **argv);
+
 #endif
