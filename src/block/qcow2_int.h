@@ -188,6 +188,25 @@ int qcow2_img_read(struct qimg *im, uint64_t off, uint8_t *buf, uint64_t len);
  * crash-safe ordering described in qcow2.c.  0 or -errno. */
 int qcow2_img_write(struct qimg *im, uint64_t off, const uint8_t *buf, uint64_t len);
 
+/* Discard (zero false) or write zeroes (zero true) guest bytes [off, off
+ * + len) of a writable qcow2 image (any alignment, within the virtual
+ * size).  Discard: every whole cluster's l2 entry becomes 0 (the backing
+ * file's bytes, or zeros, show through: what a commit's emptying of the
+ * overlay wants) and its host cluster or compressed sectors lose their
+ * reference; partial clusters at the ends are left alone (discard is
+ * advisory); unmap is ignored.  Write zeroes: the range reads back as
+ * zeros; in version 3 whole clusters get the zero flag (unmap: the host
+ * cluster is freed; without, a COPIED host cluster stays allocated under
+ * the flag), partial clusters are written as zeros, as is everything in
+ * version 2 with a backing file (no zero flag; without a backing file a
+ * 0 entry reads zeros).  Ordering: the l2 entries are made durable
+ * (fdatasync) before any refcount falls, so a crash leaks at most.
+ * Space of clusters whose refcount reaches 0 is punched out of the file
+ * (advisory).  Returns 0, -EROFS (read-only or raw), -EINVAL (range past
+ * the end), -EIO (a bad entry, logged as corruption), -ENOSPC, -ENOMEM,
+ * or another -errno from the file. */
+int qcow2_img_discard(struct qimg *im, uint64_t off, uint64_t len, bool zero, bool unmap);
+
 /* ---- qcow2_refcount.c: refcounts and allocation ---- */
 
 /* Refcount of host cluster number idx (0 when no refcount_block). */

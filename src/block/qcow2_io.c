@@ -33,8 +33,23 @@ struct qcow2_state {
 	struct qimg *img;
 	int efd;
 	struct pending *head, *tail;
-	uint8_t *zeros;         /* ZERO_CHUNK of zeros, lazily */
 };
+
+/* A guest's discard frees the whole clusters of the range (partial ones
+ * are left: discard is advisory).  In version 3 with a backing file they
+ * become zero-flag entries, as in QEMU, so that the backing file's old
+ * bytes do not reappear under the guest. */
+static int discard(struct qimg *im, uint64_t off, uint64_t len)
+{
+	uint64_t cs = im->cluster_size, end = off + len;
+	uint64_t start = (off + cs - 1) & ~(cs - 1);
+	uint64_t stop = end == im->size ? end : end & ~(cs - 1);
+
+	if (start >= stop)
+		return 0;
+	return qcow2_img_discard(im, start, stop - start,
+				 im->version >= 3 && im->backing, true);
+}
 
 static int run_req(struct block_dev *bd, struct qcow2_state *s, struct pending *p)
 {
@@ -66,20 +81,9 @@ static int run_req(struct block_dev *bd, struct qcow2_state *s, struct pending *
 			bd->stats.flushes_done++;
 		return r;
 	case BLOCK_OP_DISCARD:
-		/* Advisory: freeing clusters is not implemented yet, and the
-		 * device was told so through can_discard. */
-		return 0;
+		return discard(s->img, q->offset, q->len);
 	case BLOCK_OP_WRITE_ZEROES:
-		if (!s->zeros && !(s->zeros = calloc(1, ZERO_CHUNK)))
-			return -ENOMEM;
-		for (uint64_t done = 0; done < q->len; done += ZERO_CHUNK) {
-			uint64_t n = q->len - done < ZERO_CHUNK ? q->len - done : ZERO_CHUNK;
-
-			r = qcow2_img_write(s->img, q->offset + done, s->zeros, n);
-			if (r)
-				return r;
-		}
-		return 0;
+		return qcow2_img_discard(s->img, q->offset, q->len, true, q->unmap);
 	}
 	return -EINVAL;
 }
@@ -150,7 +154,6 @@ static void qcow2_close(struct block_dev *bd)
 	evloop_del(bd->loop, s->efd);
 	close(s->efd);
 	qcow2_img_free(s->img);
-	free(s->zeros);
 	free(s);
 	bd->state = NULL;
 }
@@ -184,7 +187,7 @@ int qcow2_io_attach(struct block_dev *bd, struct qimg *im, char *err, size_t err
 		goto fail;
 	}
 	bd->size = im->size;
-	bd->can_discard = false;
+	bd->can_discard = true;
 	bd->drv = &qcow2_driver;
 	bd->state = s;
 	return 0;
