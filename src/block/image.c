@@ -362,3 +362,86 @@ int image_chain_status(struct image *img, struct image *base, uint64_t off,
 	*depth = d;
 	return 0;
 }
+
+int image_reopen_writable(struct image *top, struct image **layer, char *err,
+			  size_t errlen)
+{
+	struct qimg *old = Q(*layer), *parent = old->child, *im;
+	bool qcow2 = old->is_qcow2, force_ro = false;
+	char *path = strdup(old->path);
+	int fd, r;
+
+	for (im = Q(top)->backing; im && im != old; im = im->backing)
+		;
+	if (!im) {
+		snprintf(err, errlen, "%s: not a backing file of %s", old->path, Q(top)->path);
+		free(path);
+		return -EINVAL;
+	}
+	if (!path) {
+		snprintf(err, errlen, "%s: out of memory", old->path);
+		return -ENOMEM;
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot open for writing: %s", path, strerror(-r));
+		free(path);
+		return r;
+	}
+	/* Our own read lock (another open file description) would conflict
+	 * with the writer's: drop the layer and its chain first. */
+	parent->backing = NULL;
+	qcow2_img_free(old);
+	*layer = NULL;
+	r = block_lock_image(fd, path, false, err, errlen);
+	if (r) {
+		close(fd);
+		free(path);
+		return r;
+	}
+	r = qcow2_img_open(fd, path, qcow2, true, &force_ro, &im, err, errlen);
+	if (!r && force_ro) {
+		snprintf(err, errlen, "%s: the image is marked corrupt: it can only be opened read-only",
+			 path);
+		qcow2_img_free(im);
+		r = -EROFS;
+	}
+	free(path);
+	if (r)
+		return r;
+	parent->backing = im;
+	im->child = parent;
+	*layer = (struct image *)im;
+	return 0;
+}
+
+int image_write_zeroes(struct image *img, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[ZERO_CHUNK];
+	struct qimg *im = Q(img);
+	int r = 0;
+
+	if (im->is_qcow2) {
+		if (!im->writable)
+			return -EROFS;
+		return qcow2_img_discard(im, off, len, true, true);
+	}
+	while (len && !r) {
+		uint64_t n = len < ZERO_CHUNK ? len : ZERO_CHUNK;
+
+		r = image_pwrite(img, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
+int image_discard(struct image *img, uint64_t off, uint64_t len)
+{
+	struct qimg *im = Q(img);
+
+	if (!im->is_qcow2 || !im->writable)
+		return -EROFS;
+	return qcow2_img_discard(im, off, len, false, true);
+}

@@ -103,4 +103,30 @@ int image_chain_status(struct image *img, struct image *base, uint64_t off,
 		       uint64_t len, uint64_t *pnum, unsigned *flags,
 		       uint64_t *host_off, struct image **layer, unsigned *depth);
 
+/* Reopen *layer, a backing file in top's chain, writable and locked as a
+ * writer locks an image (block_lock_image), with its own backing chain;
+ * *layer is replaced by the new handle (the old one is freed).  The read
+ * lock the chain held on it is dropped first, so another process could
+ * take the file in between: the writer lock then fails.  Returns 0, or
+ * -errno with a message in err (-EAGAIN: another process uses the file;
+ * -EROFS: marked corrupt or dirty); on error top's chain ends above the
+ * layer: close top. */
+int image_reopen_writable(struct image *top, struct image **layer, char *err,
+			  size_t errlen);
+
+/* Make guest bytes [off, off + len) of a writable image read as zeros:
+ * qcow2 whole clusters get the zero flag, their host clusters freed
+ * (qcow2_img_discard with zero and unmap), the rest is written with
+ * zeros.  Returns 0, -EROFS, -EINVAL past the end, or -errno. */
+int image_write_zeroes(struct image *img, uint64_t off, uint64_t len);
+
+/* Discard guest bytes [off, off + len) of a writable qcow2 image: whole
+ * clusters become unallocated (the backing file shows through again;
+ * what emptying an overlay after a commit wants) and their host clusters
+ * lose a reference; partial clusters at the ends are left as they are.
+ * Crash-safe (qcow2_img_discard: the l2 entries are durable before a
+ * refcount falls).  Returns 0, -EROFS (read-only or raw), -EINVAL past
+ * the end, -EIO on corruption, or -errno. */
+int image_discard(struct image *img, uint64_t off, uint64_t len);
+
 #endif

@@ -39,6 +39,7 @@ static void usage(FILE *f)
 "usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]\n"
 "       kvmm img info [--output=human|json] FILE\n"
 "       kvmm img map [-f FMT] [--output=human|json] [--start-offset=OFF] [--max-length=LEN] [-U] FILE\n"
+"       kvmm img commit [-f FMT] [-q] [-p] [-d] [-b BASE] FILE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -316,6 +317,7 @@ static const struct {
 	{ "create", img_create },
 	{ "info", img_info },
 	{ "map", img_map },
+	{ "commit", img_commit },
 };
 
 int cli_img(int argc, char **argv)

@@ -102,6 +102,7 @@ int img_map(int argc, char **argv)
 	int c, r, rc = 0;
 
 	optind = 1;
+	opterr = 0; /* one line of our own for a bad option */
 	while ((c = getopt_long(argc, argv, "f:hU", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.format = optarg; break;
@@ -119,17 +120,15 @@ int img_map(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return KVMM_EXIT_ERROR;
+			return img_fail("%s: unknown option or missing argument: %s (see kvmm img --help)",
+					argv[0], argv[optind - 1]);
 		}
 	}
 	if (strcmp(output, "human") && strcmp(output, "json"))
 		return img_fail("--output=%s: human or json", output);
 	json = !strcmp(output, "json");
-	if (optind != argc - 1) {
-		usage(stderr);
-		return KVMM_EXIT_ERROR;
-	}
+	if (optind != argc - 1)
+		return img_fail("%s takes one FILE (see kvmm img --help)", argv[0]);
 	o.path = argv[optind];
 	r = image_open(&o, &img, err, sizeof(err));
 	if (r)
