@@ -445,3 +445,62 @@ int image_discard(struct image *img, uint64_t off, uint64_t len)
 		return -EROFS;
 	return qcow2_img_discard(im, off, len, false, true);
 }
+
+static const char *backing_fmt_check(const char *backing, const char *fmt)
+{
+	if (!backing || !*backing)
+		return NULL;
+	if (!fmt)
+		return "a backing format (raw or qcow2) is needed";
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
+		return "the backing format must be raw or qcow2";
+	return NULL;
+}
+
+int image_set_backing(struct image *img, const char *backing, const char *fmt,
+		      char *err, size_t errlen)
+{
+	struct qimg *im = Q(img);
+	const char *bad = backing_fmt_check(backing, fmt);
+
+	if (bad) {
+		snprintf(err, errlen, "%s: %s", im->path, bad);
+		return -EINVAL;
+	}
+	if (!im->is_qcow2) {
+		snprintf(err, errlen, "%s: not a qcow2 image: only qcow2 images have a backing file",
+			 im->path);
+		return -ENOTSUP;
+	}
+	return qcow2_set_backing(im, backing, fmt, err, errlen);
+}
+
+int image_set_backing_path(const char *path, const char *backing, const char *fmt,
+			   char *err, size_t errlen)
+{
+	struct qimg im = { .path = (char *)path, .is_qcow2 = true, .writable = true };
+	uint8_t magic[4];
+	int r;
+
+	im.fd = open(path, O_RDWR | O_CLOEXEC);
+	if (im.fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	r = block_lock_image(im.fd, path, false, err, errlen);
+	if (!r) {
+		r = qcow2_pread(im.fd, magic, sizeof(magic), 0);
+		if (r)
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
+	}
+	if (!r && be32(magic) != QCOW2_MAGIC) {
+		snprintf(err, errlen, "%s: not a qcow2 image: only qcow2 images have a backing file",
+			 path);
+		r = -ENOTSUP;
+	}
+	if (!r)
+		r = image_set_backing((struct image *)&im, backing, fmt, err, errlen);
+	close(im.fd);
+	return r;
+}

@@ -129,4 +129,20 @@ int image_write_zeroes(struct image *img, uint64_t off, uint64_t len);
  * the end, -EIO on corruption, or -errno. */
 int image_discard(struct image *img, uint64_t off, uint64_t len);
 
+/* Make a writable qcow2 image name `backing` (stored as given; relative
+ * to the image's directory) of format `fmt` ("raw" or "qcow2") as its
+ * backing file, or none when backing is NULL or "": rewrites the header
+ * cluster after an fdatasync of what was written before, then syncs it
+ * (qcow2_set_backing).  The chain img holds is stale afterwards: close
+ * it.  Returns 0, or -errno with a one-line message in err (-ENOTSUP for
+ * a raw image, -ENOSPC when the name does not fit the header cluster). */
+int image_set_backing(struct image *img, const char *backing, const char *fmt,
+		      char *err, size_t errlen);
+
+/* The same on the qcow2 image at `path`, without opening its backing
+ * chain (qemu-img rebase -u: the old backing file may be gone): opened
+ * writable and locked as a writer.  Returns 0 or -errno with a message. */
+int image_set_backing_path(const char *path, const char *backing, const char *fmt,
+			   char *err, size_t errlen);
+
 #endif

@@ -40,6 +40,7 @@ static void usage(FILE *f)
 "       kvmm img info [--output=human|json] FILE\n"
 "       kvmm img map [-f FMT] [--output=human|json] [--start-offset=OFF] [--max-length=LEN] [-U] FILE\n"
 "       kvmm img commit [-f FMT] [-q] [-p] [-d] [-b BASE] FILE\n"
+"       kvmm img rebase [-f FMT] [-q] [-p] [-u] -b NEW_BACKING [-F NEW_FMT] FILE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -318,6 +319,7 @@ static const struct {
 	{ "info", img_info },
 	{ "map", img_map },
 	{ "commit", img_commit },
+	{ "rebase", img_rebase },
 };
 
 int cli_img(int argc, char **argv)
