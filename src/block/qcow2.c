@@ -867,7 +867,8 @@ int qcow2_set_backing(struct qimg *im, const char *backing, const char *fmt,
 		goto too_long;
 	put_be64(h + 8, nlen ? p : 0);
 	put_be32(h + 16, (uint32_t)nlen);
-	memcpy(h + p, backing, nlen);
+	if (nlen)
+		memcpy(h + p, backing, nlen);
 	/* Whatever the caller wrote (the old backing's bytes copied in by a
 	 * safe rebase) is on disk before the header names the new backing
 	 * file; the header itself, one write of cluster 0, is synced after. */
