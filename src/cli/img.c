@@ -4,6 +4,8 @@
  *
  *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]
  *   kvmm img info [--output=human|json] FILE
+ *   kvmm img map | commit | rebase ...   (img_map.c, img_commit.c,
+ *                                         img_rebase.c: backing chains)
  *
  * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
  * written by qcow2_create() (block/qcow2.h).  Without SIZE, a qcow2 image
