@@ -111,6 +111,38 @@ cmp r.raw want.raw || die "raw base differs"
 [ "$(depth0 ov.qcow2)" = "[]" ] || die "ov.qcow2 not emptied"
 check ov.qcow2
 
+# Crash ordering, seen in the system calls: every write to the base is
+# followed by an fdatasync of it before the overlay is first written.
+if command -v strace >/dev/null; then
+	chain
+	strace -o trace.txt -e trace=openat,pwrite64,fallocate,fdatasync "$KVMM" img commit -q top.qcow2 ||
+		die "kvmm img commit under strace"
+	python3 - trace.txt <<'PY' || die "commit: the overlay was written before the base was synced"
+import re, sys
+fds, base_dirty, base_writes = {}, False, 0
+for line in open(sys.argv[1]):
+    m = re.match(r'openat\(AT_FDCWD, "([^"]+)", [^)]*\) = (\d+)', line)
+    if m:
+        fds[int(m.group(2))] = m.group(1)
+        continue
+    m = re.match(r'(pwrite64|fallocate|fdatasync)\((\d+)', line)
+    if not m:
+        continue
+    name = fds.get(int(m.group(2)), "")
+    if name.endswith("mid.qcow2"):
+        if m.group(1) == "fdatasync":
+            base_dirty = False
+        else:
+            base_dirty, base_writes = True, base_writes + 1
+    elif name.endswith("top.qcow2") and m.group(1) != "fdatasync":
+        if base_dirty or not base_writes:
+            sys.exit(f"write to the overlay with the base not synced: {line.strip()}")
+if base_dirty or not base_writes:
+    sys.exit("the base was not synced at the end")
+PY
+	same -F raw mid.qcow2 want.raw
+fi
+
 # Bad input: status 2, one line.
 bad() {
 	local rc=0

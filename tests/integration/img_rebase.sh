@@ -105,6 +105,41 @@ ok "$KVMM" img rebase -u -b "" top.qcow2
 [ "$(backing top.qcow2)" = "- -" ] || die "-u -b '': backing $(backing top.qcow2)"
 check top.qcow2
 
+# Crash ordering, seen in the system calls: the copied data is synced
+# before the header (the write at offset 0) names the new backing file,
+# and the header is synced after.
+if command -v strace >/dev/null; then
+	chain 1.1
+	strace -o trace.txt -e trace=openat,pwrite64,fdatasync "$KVMM" img rebase -b other.qcow2 -F qcow2 top.qcow2 ||
+		die "kvmm img rebase under strace"
+	python3 - trace.txt <<'PY' || die "rebase: header and data writes out of order"
+import re, sys
+fds, dirty, header, synced_after = {}, False, False, False
+for line in open(sys.argv[1]):
+    m = re.match(r'openat\(AT_FDCWD, "([^"]+)", [^)]*\) = (\d+)', line)
+    if m:
+        fds[int(m.group(2))] = m.group(1)
+        continue
+    m = re.match(r'(pwrite64|fdatasync)\((\d+).*?(?:, (\d+)\) = \d+)?$', line.strip())
+    if not m or not fds.get(int(m.group(2)), "").endswith("top.qcow2"):
+        continue
+    if m.group(1) == "fdatasync":
+        dirty = False
+        synced_after = header
+    elif m.group(3) == "0":
+        if dirty:
+            sys.exit("the header was written before the data was synced")
+        header = True
+    else:
+        if header:
+            sys.exit("a write after the header")
+        dirty = True
+if not header or not synced_after:
+    sys.exit("no header write, or not synced after")
+PY
+	same -F raw top.qcow2 want.raw
+fi
+
 # Bad input: status 2, one line, FILE unchanged.
 bad() {
 	local rc=0 f=${*: -1} sum=
