@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -212,4 +213,303 @@ int image_block_status(struct image *img, uint64_t off, uint64_t len,
 	}
 	*pnum = done;
 	return 0;
+}
+
+/* ---- backing chains (map, commit, rebase) ---- */
+
+/* QEMU's qcow2_detect_metadata_preallocation(): more clusters have a
+ * refcount than the file has allocated blocks for (a ninth more, or 2).
+ * Then block status looks into the file for holes in data clusters. */
+static int detect_prealloc(struct qimg *im)
+{
+	struct stat st;
+	uint64_t real, threshold, count = 0, end;
+
+	if (im->map_prealloc)
+		return 0;
+	if (fstat(im->fd, &st) < 0)
+		return -errno;
+	real = (uint64_t)st.st_blocks * 512 / im->cluster_size;
+	threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+	end = ((uint64_t)st.st_size + im->cluster_size - 1) >> im->cluster_bits;
+	for (uint64_t i = 0; i < end && count < threshold; i++) {
+		uint64_t v;
+		int r = qcow2_get_refcount(im, i, &v);
+
+		if (r)
+			return r;
+		count += v != 0;
+	}
+	im->map_prealloc = count >= threshold ? 2 : 1;
+	return 0;
+}
+
+/* QEMU's block status of a data range [host, host + *pnum) of a
+ * preallocated image in its file: a hole there reads as zeros (*zero,
+ * *pnum cut to the hole or the data); at or past the end of the file
+ * everything does (*pnum kept). */
+static void file_zero_status(struct qimg *im, uint64_t host, uint64_t *pnum, bool *zero)
+{
+	off_t fend = lseek(im->fd, 0, SEEK_END);
+	uint64_t fsize = fend < 0 ? 0 : (uint64_t)fend, n = *pnum, fpnum, fhost;
+	unsigned f;
+
+	*zero = false;
+	if (fend < 0)
+		return; /* no information: data */
+	if (host >= fsize) {
+		*zero = true;
+		return;
+	}
+	if (n > fsize - host)
+		n = fsize - host;
+	/* raw_status over the file itself (sizes in file bytes). */
+	{
+		uint64_t size = im->size;
+
+		im->size = fsize;
+		raw_status(im, host, n, &fpnum, &f, &fhost);
+		im->size = size;
+	}
+	if (host + fpnum == fsize && (f & IMAGE_ZERO)) {
+		*zero = true;
+		return;
+	}
+	*pnum = fpnum;
+	*zero = f & IMAGE_ZERO;
+}
+
+/* One layer's status as qemu-img map sees it: image_block_status() plus
+ * the host offsets of zero clusters that keep one and of raw holes
+ * (IMAGE_OFFSET_VALID). */
+static int map_status(struct qimg *im, uint64_t off, uint64_t len, uint64_t *pnum,
+		      unsigned *flags, uint64_t *host_off)
+{
+	uint64_t cs = im->cluster_size, done = 0, entry, host;
+	unsigned f;
+	int r;
+
+	if (!im->is_qcow2) {
+		r = raw_status(im, off, len, pnum, flags, host_off);
+		*host_off = off;
+		*flags |= IMAGE_OFFSET_VALID;
+		return r;
+	}
+	while (done < len) {
+		uint64_t g = off + done, n = cs - (g & (cs - 1));
+
+		r = qcow2_l2_entry(im, g, &entry);
+		if (r)
+			return r;
+		entry_status(im, entry, &f, &host);
+		if ((entry & L2E_ZERO) && !(entry & L2E_COMPRESSED))
+			host = entry & OFFSET_MASK;
+		if (host) {
+			f |= IMAGE_OFFSET_VALID;
+			host += g & (cs - 1);
+		}
+		if (!done) {
+			*flags = f;
+			*host_off = host;
+		} else if (f != *flags || (host && host != *host_off + done)) {
+			break;
+		}
+		done += n < len - done ? n : len - done;
+	}
+	*pnum = done;
+	if ((*flags & (IMAGE_DATA | IMAGE_OFFSET_VALID)) == (IMAGE_DATA | IMAGE_OFFSET_VALID)) {
+		bool zero;
+
+		r = detect_prealloc(im);
+		if (r)
+			return r;
+		if (im->map_prealloc == 2) {
+			file_zero_status(im, *host_off, pnum, &zero);
+			if (zero)
+				*flags |= IMAGE_ZERO;
+		}
+	}
+	return 0;
+}
+
+int image_chain_status(struct image *img, struct image *base, uint64_t off,
+		       uint64_t len, uint64_t *pnum, unsigned *flags,
+		       uint64_t *host_off, struct image **layer, unsigned *depth)
+{
+	struct qimg *im = Q(img);
+	unsigned d = 0;
+	int r;
+
+	*pnum = 0;
+	if (off >= im->size || len > im->size - off)
+		return -EINVAL;
+	for (;;) {
+		r = map_status(im, off, len, pnum, flags, host_off);
+		if (r)
+			return r;
+		len = *pnum;
+		if (*flags & (IMAGE_ALLOCATED | IMAGE_ZERO | IMAGE_DATA) || !im->backing)
+			break;
+		if (im->backing == Q(base)) {
+			*flags = 0;
+			im = im->backing;
+			d++;
+			break;
+		}
+		/* QEMU: an unallocated range past the end of the backing file
+		 * reads as zeros, decided by this layer. */
+		if (off >= im->backing->size) {
+			*flags = IMAGE_ZERO;
+			break;
+		}
+		if (len > im->backing->size - off)
+			len = im->backing->size - off;
+		im = im->backing;
+		d++;
+	}
+	*layer = (struct image *)im;
+	*depth = d;
+	return 0;
+}
+
+int image_reopen_writable(struct image *top, struct image **layer, char *err,
+			  size_t errlen)
+{
+	struct qimg *old = Q(*layer), *parent = old->child, *im;
+	bool qcow2 = old->is_qcow2, force_ro = false;
+	char *path = strdup(old->path);
+	int fd, r;
+
+	for (im = Q(top)->backing; im && im != old; im = im->backing)
+		;
+	if (!im) {
+		snprintf(err, errlen, "%s: not a backing file of %s", old->path, Q(top)->path);
+		free(path);
+		return -EINVAL;
+	}
+	if (!path) {
+		snprintf(err, errlen, "%s: out of memory", old->path);
+		return -ENOMEM;
+	}
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: cannot open for writing: %s", path, strerror(-r));
+		free(path);
+		return r;
+	}
+	/* Our own read lock (another open file description) would conflict
+	 * with the writer's: drop the layer and its chain first. */
+	parent->backing = NULL;
+	qcow2_img_free(old);
+	*layer = NULL;
+	r = block_lock_image(fd, path, false, err, errlen);
+	if (r) {
+		close(fd);
+		free(path);
+		return r;
+	}
+	r = qcow2_img_open(fd, path, qcow2, true, &force_ro, &im, err, errlen);
+	if (!r && force_ro) {
+		snprintf(err, errlen, "%s: the image is marked corrupt: it can only be opened read-only",
+			 path);
+		qcow2_img_free(im);
+		r = -EROFS;
+	}
+	free(path);
+	if (r)
+		return r;
+	parent->backing = im;
+	im->child = parent;
+	*layer = (struct image *)im;
+	return 0;
+}
+
+int image_write_zeroes(struct image *img, uint64_t off, uint64_t len)
+{
+	static const uint8_t zeros[ZERO_CHUNK];
+	struct qimg *im = Q(img);
+	int r = 0;
+
+	if (im->is_qcow2) {
+		if (!im->writable)
+			return -EROFS;
+		return qcow2_img_discard(im, off, len, true, true);
+	}
+	while (len && !r) {
+		uint64_t n = len < ZERO_CHUNK ? len : ZERO_CHUNK;
+
+		r = image_pwrite(img, zeros, n, off);
+		off += n;
+		len -= n;
+	}
+	return r;
+}
+
+int image_discard(struct image *img, uint64_t off, uint64_t len)
+{
+	struct qimg *im = Q(img);
+
+	if (!im->is_qcow2 || !im->writable)
+		return -EROFS;
+	return qcow2_img_discard(im, off, len, false, true);
+}
+
+static const char *backing_fmt_check(const char *backing, const char *fmt)
+{
+	if (!backing || !*backing)
+		return NULL;
+	if (!fmt)
+		return "a backing format (raw or qcow2) is needed";
+	if (strcmp(fmt, "raw") && strcmp(fmt, "qcow2"))
+		return "the backing format must be raw or qcow2";
+	return NULL;
+}
+
+int image_set_backing(struct image *img, const char *backing, const char *fmt,
+		      char *err, size_t errlen)
+{
+	struct qimg *im = Q(img);
+	const char *bad = backing_fmt_check(backing, fmt);
+
+	if (bad) {
+		snprintf(err, errlen, "%s: %s", im->path, bad);
+		return -EINVAL;
+	}
+	if (!im->is_qcow2) {
+		snprintf(err, errlen, "%s: not a qcow2 image: only qcow2 images have a backing file",
+			 im->path);
+		return -ENOTSUP;
+	}
+	return qcow2_set_backing(im, backing, fmt, err, errlen);
+}
+
+int image_set_backing_path(const char *path, const char *backing, const char *fmt,
+			   char *err, size_t errlen)
+{
+	struct qimg im = { .path = (char *)path, .is_qcow2 = true, .writable = true };
+	uint8_t magic[4];
+	int r;
+
+	im.fd = open(path, O_RDWR | O_CLOEXEC);
+	if (im.fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-r));
+		return r;
+	}
+	r = block_lock_image(im.fd, path, false, err, errlen);
+	if (!r) {
+		r = qcow2_pread(im.fd, magic, sizeof(magic), 0);
+		if (r)
+			snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-r));
+	}
+	if (!r && be32(magic) != QCOW2_MAGIC) {
+		snprintf(err, errlen, "%s: not a qcow2 image: only qcow2 images have a backing file",
+			 path);
+		r = -ENOTSUP;
+	}
+	if (!r)
+		r = image_set_backing((struct image *)&im, backing, fmt, err, errlen);
+	close(im.fd);
+	return r;
 }

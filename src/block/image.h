@@ -92,4 +92,68 @@ int image_flush(struct image *img);
 int image_block_status(struct image *img, uint64_t off, uint64_t len,
 		       uint64_t *pnum, unsigned *flags, uint64_t *host_off);
 
+/* ---- backing chains: `kvmm img map`, `commit`, `rebase` ---- */
+
+/* image_chain_status() only: *host_off is valid (qemu-img map prints it):
+ * data stored uncompressed, zero clusters that keep a host cluster, and
+ * every range of a raw file (holes included). */
+#define IMAGE_OFFSET_VALID (1u << 4)
+
+/* The status of [off, off + len) of img's guest view as qemu-img map
+ * (QEMU 7.2) works it out: walk down from img to the first layer that
+ * decides the range (allocated there; or the bottom of the chain; or past
+ * the end of the layer's backing file, which reads as zeros: IMAGE_ZERO
+ * without IMAGE_ALLOCATED), but no further than above `base` (a layer of
+ * img's chain, or NULL for the whole chain): a range that no layer above
+ * base decides gets *flags 0 and *layer base.  *pnum bytes
+ * (> 0) share *flags, *layer (the deciding image, owned by the chain),
+ * *depth (its index: 0 is img) and, with IMAGE_OFFSET_VALID, lie
+ * contiguously at *host_off of *layer's file.  Returns 0, -EINVAL when
+ * off + len is past img's size, or -errno. */
+int image_chain_status(struct image *img, struct image *base, uint64_t off,
+		       uint64_t len, uint64_t *pnum, unsigned *flags,
+		       uint64_t *host_off, struct image **layer, unsigned *depth);
+
+/* Reopen *layer, a backing file in top's chain, writable and locked as a
+ * writer locks an image (block_lock_image), with its own backing chain;
+ * *layer is replaced by the new handle (the old one is freed).  The read
+ * lock the chain held on it is dropped first, so another process could
+ * take the file in between: the writer lock then fails.  Returns 0, or
+ * -errno with a message in err (-EAGAIN: another process uses the file;
+ * -EROFS: marked corrupt or dirty); on error top's chain ends above the
+ * layer: close top. */
+int image_reopen_writable(struct image *top, struct image **layer, char *err,
+			  size_t errlen);
+
+/* Make guest bytes [off, off + len) of a writable image read as zeros:
+ * qcow2 whole clusters get the zero flag, their host clusters freed
+ * (qcow2_img_discard with zero and unmap), the rest is written with
+ * zeros.  Returns 0, -EROFS, -EINVAL past the end, or -errno. */
+int image_write_zeroes(struct image *img, uint64_t off, uint64_t len);
+
+/* Discard guest bytes [off, off + len) of a writable qcow2 image: whole
+ * clusters become unallocated (the backing file shows through again;
+ * what emptying an overlay after a commit wants) and their host clusters
+ * lose a reference; partial clusters at the ends are left as they are.
+ * Crash-safe (qcow2_img_discard: the l2 entries are durable before a
+ * refcount falls).  Returns 0, -EROFS (read-only or raw), -EINVAL past
+ * the end, -EIO on corruption, or -errno. */
+int image_discard(struct image *img, uint64_t off, uint64_t len);
+
+/* Make a writable qcow2 image name `backing` (stored as given; relative
+ * to the image's directory) of format `fmt` ("raw" or "qcow2") as its
+ * backing file, or none when backing is NULL or "": rewrites the header
+ * cluster after an fdatasync of what was written before, then syncs it
+ * (qcow2_set_backing).  The chain img holds is stale afterwards: close
+ * it.  Returns 0, or -errno with a one-line message in err (-ENOTSUP for
+ * a raw image, -ENOSPC when the name does not fit the header cluster). */
+int image_set_backing(struct image *img, const char *backing, const char *fmt,
+		      char *err, size_t errlen);
+
+/* The same on the qcow2 image at `path`, without opening its backing
+ * chain (qemu-img rebase -u: the old backing file may be gone): opened
+ * writable and locked as a writer.  Returns 0 or -errno with a message. */
+int image_set_backing_path(const char *path, const char *backing, const char *fmt,
+			   char *err, size_t errlen);
+
 #endif

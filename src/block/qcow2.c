@@ -849,3 +849,114 @@ int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
 		bd->readonly = true;
 	return qcow2_io_attach(bd, im, direct, err, errlen);
 }
+
+/* ---- rewriting the backing file name (kvmm img rebase) ---- */
+
+/* Append a header extension {type, len, data padded to 8} at *p of the
+ * cluster-sized header buffer h; false when it does not fit. */
+static bool put_ext(uint8_t *h, uint64_t cs, uint64_t *p, uint32_t type,
+		    const void *data, uint32_t len)
+{
+	uint64_t padded = (len + 7ull) & ~7ull;
+
+	if (*p + 8 + padded > cs)
+		return false;
+	put_be32(h + *p, type);
+	put_be32(h + *p + 4, len);
+	memcpy(h + *p + 8, data, len);
+	*p += 8 + padded;
+	return true;
+}
+
+int qcow2_set_backing(struct qimg *im, const char *backing, const char *fmt,
+		      char *err, size_t errlen)
+{
+	struct qimg tmp = { .fd = im->fd, .path = im->path };
+	size_t nlen = backing ? strlen(backing) : 0, flen = nlen && fmt ? strlen(fmt) : 0;
+	struct hdr_info hi = { 0 };
+	uint8_t *old = NULL, *h = NULL;
+	uint64_t cs, hlen, p;
+	bool force_ro = false;
+	struct stat st;
+	int r;
+
+	if (!im->writable || !im->is_qcow2) {
+		snprintf(err, errlen, "%s: not a qcow2 image opened writable", im->path);
+		return -EROFS;
+	}
+	if (nlen > MAX_BACKING_NAME || (nlen && !flen) || flen >= sizeof(hi.backing_fmt)) {
+		snprintf(err, errlen, "%s: bad backing file name or format (a name of at most %d bytes and a format)",
+			 im->path, MAX_BACKING_NAME);
+		return -EINVAL;
+	}
+	if (fstat(im->fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", im->path, strerror(-r));
+		return r;
+	}
+	/* Parse cluster 0 again from the file: it is validated as at open,
+	 * and we keep every extension but the backing format as it is. */
+	tmp.file_size = (uint64_t)st.st_size;
+	r = parse_header(&tmp, &force_ro, &hi, err, errlen);
+	if (r)
+		return r;
+	if (force_ro) {
+		snprintf(err, errlen, "%s: the image is marked corrupt: its header is not rewritten",
+			 im->path);
+		return -EROFS;
+	}
+	cs = tmp.cluster_size;
+	old = calloc(1, cs);
+	h = calloc(1, cs);
+	if (!old || !h) {
+		r = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", im->path);
+		goto out;
+	}
+	r = qcow2_pread(im->fd, old, cs, 0);
+	if (r) {
+		snprintf(err, errlen, "%s: cannot read the header: %s", im->path, strerror(-r));
+		goto out;
+	}
+	hlen = tmp.version == 3 ? be32(old + 100) : HDR_V2_LEN;
+	memcpy(h, old, hlen);
+	p = hlen;
+	r = -ENOSPC;
+	if (flen && !put_ext(h, cs, &p, EXT_BACKING_FMT, fmt, (uint32_t)flen))
+		goto too_long;
+	/* parse_header checked that the extensions end inside cluster 0. */
+	for (uint64_t q = hlen; q + 8 <= cs;) {
+		uint32_t type = be32(old + q), len = be32(old + q + 4);
+
+		if (type == EXT_END || len > cs - q - 8)
+			break;
+		if (type != EXT_BACKING_FMT && !put_ext(h, cs, &p, type, old + q + 8, len))
+			goto too_long;
+		q += 8 + ((len + 7ull) & ~7ull);
+	}
+	p += 8; /* the end marker, zeros */
+	if (p + nlen > cs)
+		goto too_long;
+	put_be64(h + 8, nlen ? p : 0);
+	put_be32(h + 16, (uint32_t)nlen);
+	if (nlen)
+		memcpy(h + p, backing, nlen);
+	/* Whatever the caller wrote (the old backing's bytes copied in by a
+	 * safe rebase) is on disk before the header names the new backing
+	 * file; the header itself, one write of cluster 0, is synced after. */
+	r = qcow2_fdatasync(im);
+	if (!r)
+		r = qcow2_pwrite(im, h, cs, 0);
+	if (!r)
+		r = qcow2_fdatasync(im);
+	if (r)
+		snprintf(err, errlen, "%s: cannot write the header: %s", im->path, strerror(-r));
+	goto out;
+too_long:
+	snprintf(err, errlen, "%s: the backing file name and header extensions do not fit the %" PRIu64
+		 "-byte header cluster", im->path, cs);
+out:
+	free(old);
+	free(h);
+	return r;
+}

@@ -117,6 +117,9 @@ struct qimg {
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */
 	uint8_t compression_type;  /* QCOW2_COMPRESSION_*: header byte 104 */
 	struct qcow2_codec *codec; /* qcow2_compress.c's state; NULL = none yet */
+	uint8_t map_prealloc;   /* image.c: QEMU's guess that the image has
+				 * metadata preallocation (0 not made yet,
+				 * 1 no, 2 yes) */
 };
 
 static inline uint32_t be32(const uint8_t *p)
@@ -184,6 +187,19 @@ int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
 
 /* Close and free a chain (NULL is a no-op). */
 void qcow2_img_free(struct qimg *im);
+
+/* Rewrite im's header cluster (cluster 0) so that it names backing file
+ * `backing` (stored as given: relative names are relative to the image's
+ * directory) of format `fmt` (the backing format extension, 0xe2792aca),
+ * or no backing file when backing is NULL or "".  Other header extensions
+ * are kept.  fdatasync, one write of cluster 0, fdatasync: what was
+ * written before is on disk before the header changes.  im must be a
+ * writable qcow2 image; its backing chain in memory is stale afterwards
+ * (close it).  Returns 0, -EINVAL for a bad name or format, -ENOSPC when
+ * the name and extensions do not fit cluster 0, or -errno; a message in
+ * err.  (Spec: "Header", "Header extensions".) */
+int qcow2_set_backing(struct qimg *im, const char *backing, const char *fmt,
+		      char *err, size_t errlen);
 
 /* ---- qcow2_cluster.c: the l2 cache, reads and writes of guest bytes ---- */
 

@@ -4,6 +4,8 @@
  *
  *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compression_type=T] FILE [SIZE]
  *   kvmm img info [--output=human|json] FILE
+ *   kvmm img map | commit | rebase ...   (img_map.c, img_commit.c,
+ *                                         img_rebase.c: backing chains)
  *
  * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
  * written by qcow2_create() (block/qcow2.h).  Without SIZE, a qcow2 image
@@ -41,6 +43,9 @@ static void usage(FILE *f)
 "       kvmm img info [--output=human|json] FILE\n"
 "       kvmm img convert [-f FMT] [-O raw|qcow2] [-c] [-o OPTIONS] [-S SIZE] [-p] [-q] [-U]\n"
 "                        SOURCE DEST\n"
+"       kvmm img map [-f FMT] [--output=human|json] [--start-offset=OFF] [--max-length=LEN] [-U] FILE\n"
+"       kvmm img commit [-f FMT] [-q] [-p] [-d] [-b BASE] FILE\n"
+"       kvmm img rebase [-f FMT] [-q] [-p] [-u] -b NEW_BACKING [-F NEW_FMT] FILE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -326,6 +331,9 @@ static const struct {
 	{ "create", img_create },
 	{ "info", img_info },
 	{ "convert", img_convert },
+	{ "map", img_map },
+	{ "commit", img_commit },
+	{ "rebase", img_rebase },
 };
 
 int cli_img(int argc, char **argv)
