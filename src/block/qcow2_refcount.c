@@ -61,6 +61,13 @@ static void ref_into(uint8_t *p, unsigned width, uint64_t bit, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
+uint64_t qcow2_refblock_get(const struct qimg *im, const uint8_t *block, uint64_t i)
+{
+	uint64_t bit = i << im->refcount_order;
+
+	return ref_from(block + bit / 8, 1u << im->refcount_order, bit);
+}
+
 int qcow2_get_refcount(struct qimg *im, uint64_t idx, uint64_t *val)
 {
 	unsigned width = 1u << im->refcount_order;
