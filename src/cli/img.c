@@ -4,6 +4,7 @@
  *
  *   kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]
  *   kvmm img info [--output=human|json] FILE
+ *   kvmm img check ...  (img_check.c)
  *
  * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
  * written by qcow2_create() (block/qcow2.h).  Without SIZE, a qcow2 image
@@ -38,6 +39,7 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]\n"
 "       kvmm img info [--output=human|json] FILE\n"
+"       kvmm img check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] FILE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -314,6 +316,7 @@ static const struct {
 } commands[] = {
 	{ "create", img_create },
 	{ "info", img_info },
+	{ "check", img_check },
 };
 
 int cli_img(int argc, char **argv)

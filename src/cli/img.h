@@ -11,4 +11,7 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The subcommands (argv[0] is the subcommand's name). */
+int img_check(int argc, char **argv);   /* img_check.c */
+
 #endif
