@@ -59,9 +59,10 @@
  * allocates: img_write defers its l2 updates), and one before a
  * refcount_table entry points at a new refcount_block.  A crash at any instant thus leaves at most
  * leaked clusters (refcount too high), never a reference to a cluster
- * counted free.  Flush is fdatasync of the image.  Known limit: a full
- * refcount_table is not grown (allocation fails with -ENOSPC); with the
- * default 64 KiB clusters one refcount_table cluster covers 16 TiB.
+ * counted free.  Flush is fdatasync of the image.  A full
+ * refcount_table is replaced by a larger one (qcow2_refcount.c: new table
+ * and blocks written and synced, then the header switched in one write,
+ * synced, then the old table freed), up to QEMU's 8 MiB of table.
  *
  * Backing files (raw or qcow2) are opened read-only, locked as QEMU locks
  * a backing file (block_lock_backing: nobody may write it while we read
