@@ -226,7 +226,9 @@ uint64_t qcow2_refblock_get(const struct qimg *im, const uint8_t *block, uint64_
  * unsynced. */
 int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val);
 
-/* Drop one reference to each host cluster of bytes [off, off + len). */
+/* Drop one reference to each host cluster of bytes [off, off + len),
+ * after an fdatasync: the write that removed the reference must be
+ * durable before a refcount says the cluster is free. */
 int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len);
 
 /* Whether the cluster at host offset `host` holds the header, the

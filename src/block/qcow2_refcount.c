@@ -266,18 +266,28 @@ int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val)
 	return qcow2_pwrite(im, b, width < 8 ? 1 : width / 8, rb + bit / 8);
 }
 
-/* Drop one reference to each host cluster of [off, off + len). */
+/* Drop one reference to each host cluster of [off, off + len).  The
+ * table write that removed the reference must be on disk first: writes
+ * since a sync reach the disk in any order, and a refcount lowered while
+ * the old pointer survives a crash would count a used cluster free (the
+ * power-cut test found this).  Hence the fdatasync before the first
+ * refcount write; callers dropping many references should do their table
+ * writes first, then the drops. */
 int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len)
 {
 	uint64_t first = off >> im->cluster_bits;
 	uint64_t last = (off + len - 1) >> im->cluster_bits;
+	int r = qcow2_fdatasync(im);
 
+	if (r)
+		return r;
+	im->refcounts_unsynced = false;
 	/* Freed space may be reused: forget what was decompressed. */
 	im->dbuf_key = 0;
 	for (uint64_t i = first; i <= last; i++) {
 		uint64_t v;
-		int r = qcow2_get_refcount(im, i, &v);
 
+		r = qcow2_get_refcount(im, i, &v);
 		if (r)
 			return r;
 		if (!v)
