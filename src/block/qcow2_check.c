@@ -306,25 +306,30 @@ static int calculate(struct chk *c)
 	return r;
 }
 
-/* A refcount to set in the repair. */
-struct fixup {
-	uint64_t idx, val;
-	bool raise;
+/* A stored refcount that differs from the computed one. */
+struct mismatch {
+	uint64_t idx, stored, computed;
+	bool fix;                /* the repair asked for sets it right */
 };
 
-/* Compare stored and computed refcounts; with a repair asked, apply it:
- * all raises, sync, then all lowerings, sync. */
+static const char *label(const struct mismatch *m, bool repairing)
+{
+	return repairing && m->fix ? "Repairing" : m->stored < m->computed ? "ERROR" : "Leaked";
+}
+
+/* Compare stored and computed refcounts, one line per mismatch; with a
+ * repair asked, the lines again as the repair goes (qemu-img prints both
+ * passes), all raises first, sync, then all lowerings, sync. */
 static int compare(struct chk *c, uint64_t *highest)
 {
 	struct qimg *im = c->im;
 	struct qcow2_check_result *res = c->res;
-	struct fixup *fx = NULL;
-	size_t nfx = 0, cap = 0;
+	struct mismatch *mm = NULL;
+	size_t n = 0, cap = 0;
 	int r = 0;
 
 	for (uint64_t i = 0; i < c->nb; i++) {
 		uint64_t s1, s2 = c->ref[i];
-		bool fix = false;
 
 		r = stored(c, i, &s1);
 		if (r) {
@@ -338,59 +343,65 @@ static int compare(struct chk *c, uint64_t *highest)
 			*highest = i;
 		if (s1 == s2)
 			continue;
-		if (s1 > s2 && (c->fix & QCOW2_FIX_LEAKS))
-			fix = true;
-		else if (s1 < s2 && (c->fix & QCOW2_FIX_ERRORS))
-			fix = true;
 		if (!s1)
 			c->zero_stored = true;
-		fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-			fix ? "Repairing" : s1 < s2 ? "ERROR" : "Leaked", i, s1, s2);
-		if (!fix) {
-			if (s1 < s2)
-				res->corruptions++;
-			else
-				res->leaks++;
-			continue;
-		}
-		if (nfx == cap) {
-			struct fixup *n;
+		if (n == cap) {
+			struct mismatch *nm;
 
 			cap = cap ? 2 * cap : 64;
-			n = realloc(fx, cap * sizeof(*fx));
-			if (!n) {
-				free(fx);
+			nm = realloc(mm, cap * sizeof(*mm));
+			if (!nm) {
+				free(mm);
 				return -ENOMEM;
 			}
-			fx = n;
+			mm = nm;
 		}
-		fx[nfx++] = (struct fixup){ i, s2, s1 < s2 };
+		mm[n] = (struct mismatch){ i, s1, s2,
+			(s1 > s2 && (c->fix & QCOW2_FIX_LEAKS)) ||
+			(s1 < s2 && (c->fix & QCOW2_FIX_ERRORS)) };
+		fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
+			label(&mm[n], false), i, s1, s2);
+		n++;
 	}
 	/* -r leaks cannot make a used cluster's refcount right: refuse to
 	 * touch anything, as qemu-img does. */
 	if (c->fix && !(c->fix & QCOW2_FIX_ERRORS) && (c->rebuild || c->zero_stored)) {
 		fprintf(stderr, "ERROR need to rebuild refcount structures\n");
 		res->check_errors++;
-		free(fx);
+		free(mm);
 		return -EIO;
 	}
 	if (c->fix && c->rebuild) {
 		fprintf(stderr, "ERROR the refcount structure is broken (a refcount_block is "
 			"misaligned, outside the image or shared); kvmm cannot rebuild it\n");
 		res->check_errors++;
-		free(fx);
+		free(mm);
 		return -ENOTSUP;
 	}
+	for (size_t k = 0; k < n; k++) {
+		if (c->fix)
+			fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%"
+				PRIu64 "\n", label(&mm[k], true), mm[k].idx, mm[k].stored,
+				mm[k].computed);
+		if (mm[k].fix)
+			continue;
+		if (mm[k].stored < mm[k].computed)
+			res->corruptions++;
+		else
+			res->leaks++;
+	}
 	for (int pass = 0; pass < 2 && !r; pass++) {
-		for (size_t k = 0; k < nfx; k++) {
-			if (fx[k].raise != !pass)
+		for (size_t k = 0; k < n; k++) {
+			bool raise = mm[k].stored < mm[k].computed;
+
+			if (!mm[k].fix || raise != !pass)
 				continue;
-			r = qcow2_set_refcount(im, fx[k].idx, fx[k].val);
+			r = qcow2_set_refcount(im, mm[k].idx, mm[k].computed);
 			if (r) {
 				res->check_errors++;
 				break;
 			}
-			if (fx[k].raise)
+			if (raise)
 				res->corruptions_fixed++;
 			else
 				res->leaks_fixed++;
@@ -400,7 +411,7 @@ static int compare(struct chk *c, uint64_t *highest)
 	}
 	/* Fixing may have written refcount_blocks we cached. */
 	c->rb_off = 0;
-	free(fx);
+	free(mm);
 	return r;
 }
 
