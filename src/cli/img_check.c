@@ -126,6 +126,7 @@ int img_check(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
+	opterr = 0; /* one error line, ours */
 	while ((c = getopt_long(argc, argv, "f:r:qUh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': format = optarg; break;
@@ -145,7 +146,8 @@ int img_check(int argc, char **argv)
 			       "[-q] [-U] FILE\n");
 			return 0;
 		default:
-			return fail("see kvmm img --help");
+			return fail("check: unknown option or missing argument: '%s' (see kvmm img --help)",
+				    argv[optind - 1]);
 		}
 	}
 	if (optind != argc - 1)
@@ -189,8 +191,8 @@ int img_check(int argc, char **argv)
 			dump_human(&res);
 	}
 	if (r)
-		return fail("%s: check failed: %s", file, strerror(-r));
+		return fail("%s: Check failed: %s", file, strerror(-r));
 	if (res.check_errors)
-		return fail("%s: check failed", file);
+		return fail("%s: Check failed", file);
 	return res.corruptions ? 2 : res.leaks ? 3 : 0;
 }
