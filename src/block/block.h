@@ -116,8 +116,9 @@ struct block_opts {
  * STATX_DIOALIGN, else 4096).  Returns 0 with *out set, or -errno with a
  * one-line message naming the file and the problem in err (-EAGAIN when
  * another process holds the lock, -EINVAL for a format we cannot open or
- * an invalid image, -ENOTSUP for a qcow2 feature not implemented, -EROFS
- * for a dirty qcow2 image opened for writing).
+ * an invalid image, -ENOTSUP for a qcow2 feature not implemented, -EIO
+ * for a dirty qcow2 image opened for writing whose refcounts could not be
+ * repaired: a dirty image is repaired at a writable open).
  *
  * o->snapshot (QEMU's -snapshot for one drive): the image is opened
  * read-only first to learn its format (o->format, or probed) and size,

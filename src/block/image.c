@@ -66,10 +66,11 @@ int image_open(const struct image_opts *o, struct image **out, char *err,
 		}
 		qcow2 = be32(magic) == QCOW2_MAGIC;
 	}
-	r = qcow2_img_open(fd, o->path, qcow2, o->writable, &force_ro, &im, err, errlen);
+	r = (o->check ? qcow2_img_open_check : qcow2_img_open)(fd, o->path, qcow2, o->writable,
+							      &force_ro, &im, err, errlen);
 	if (r)
 		return r;
-	if (force_ro && o->writable) {
+	if (force_ro && o->writable && !o->check) {
 		snprintf(err, errlen, "%s: the image is marked corrupt: it can only be opened read-only",
 			 o->path);
 		qcow2_img_free(im);

@@ -24,6 +24,10 @@ struct image_opts {
 	bool writable;
 	bool force_share;    /* take no lock (qemu-img -U): for reading an
 			      * image another process may be writing */
+	bool check;          /* for kvmm img check: a corrupt image may be
+			      * opened writable (to be repaired, then its
+			      * mark cleared) and a dirty one is not
+			      * repaired at open (image_check does it) */
 };
 
 /* Open o->path and, for qcow2, its backing chain; lock it as block_open()
@@ -31,7 +35,9 @@ struct image_opts {
  * one-line message naming the file and the problem in err: -EAGAIN when
  * another process holds a conflicting lock, -EINVAL for an invalid image,
  * -ENOTSUP for a qcow2 feature kvmm does not implement, -EROFS for a
- * dirty or corrupt qcow2 image opened writable. */
+ * corrupt qcow2 image opened writable (unless o->check), -EIO for a
+ * dirty one opened writable whose refcounts could not be repaired (a
+ * dirty image opened writable is repaired first, unless o->check). */
 int image_open(const struct image_opts *o, struct image **out, char *err,
 	       size_t errlen);
 

@@ -40,7 +40,8 @@
  *
  * Files.  qcow2.c (this file): file access, header, open, create;
  * qcow2_cluster.c: the l2 cache, guest reads and writes; qcow2_refcount.c:
- * refcounts and allocation; qcow2_io.c: requests from a device (the
+ * refcounts and allocation; qcow2_check.c: check and repair (also of a
+ * dirty image, at a writable open); qcow2_io.c: requests from a device (the
  * block_driver); image.c gives tools (kvmm img) synchronous access.
  *
  * Allocation.  New clusters come from the end of the file (next_free);
@@ -59,9 +60,10 @@
  * allocates: img_write defers its l2 updates), and one before a
  * refcount_table entry points at a new refcount_block.  A crash at any instant thus leaves at most
  * leaked clusters (refcount too high), never a reference to a cluster
- * counted free.  Flush is fdatasync of the image.  Known limit: a full
- * refcount_table is not grown (allocation fails with -ENOSPC); with the
- * default 64 KiB clusters one refcount_table cluster covers 16 TiB.
+ * counted free.  Flush is fdatasync of the image.  A full
+ * refcount_table is replaced by a larger one (qcow2_refcount.c: new table
+ * and blocks written and synced, then the header switched in one write,
+ * synced, then the old table freed), up to QEMU's 8 MiB of table.
  *
  * Backing files (raw or qcow2) are opened read-only, locked as QEMU locks
  * a backing file (block_lock_backing: nobody may write it while we read
@@ -376,13 +378,9 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 		r = -ENOTSUP;
 		goto out;
 	}
-	if ((incompat & INCOMPAT_DIRTY) && im->writable) {
-		snprintf(err, errlen,
-			 "%s: the image is dirty (its refcounts need a repair: qemu-img check -r all); "
-			 "it can only be opened read-only", path);
-		r = -EROFS;
-		goto out;
-	}
+	/* A dirty image (lazy refcounts, not closed cleanly) opened
+	 * writable gets its refcounts repaired once its tables are loaded:
+	 * repair_dirty(). */
 	if (incompat & INCOMPAT_CORRUPT) {
 		log_warn("%s: the image is marked corrupt: opened read-only", path);
 		*force_ro = true;
@@ -774,8 +772,36 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	return r;
 }
 
-int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
-		   bool *force_ro, struct qimg **out, char *err, size_t errlen)
+/* The dirty bit (spec: incompatible feature bit 0) says refcounts may be
+ * wrong: QEMU's lazy_refcounts defers refcount updates, so after a crash
+ * refcounts may be too low.  Writing before repairing could free a used
+ * cluster, so a writable open rebuilds them first (qcow2_check -r all,
+ * which also clears the bit), as QEMU does. */
+static int repair_dirty(struct qimg *im, char *err, size_t errlen)
+{
+	struct qcow2_check_result res;
+	uint8_t b[8];
+	int r;
+
+	if (im->version < 3)
+		return 0;
+	r = qcow2_pread(im->fd, b, 8, 72);
+	if (r || !(be64(b) & INCOMPAT_DIRTY))
+		return r;
+	log_info("%s: the image is dirty (not closed cleanly with lazy refcounts): "
+		 "repairing its refcounts", im->path);
+	r = qcow2_check(im, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res);
+	if (!r && (res.corruptions || res.check_errors))
+		r = -EIO;
+	if (r)
+		snprintf(err, errlen, "%s: the image is dirty and its refcounts could not be "
+			 "repaired (%" PRIu64 " corruptions left): %s", im->path, res.corruptions,
+			 strerror(-r));
+	return r;
+}
+
+static int img_open(int fd, const char *path, bool is_qcow2, bool writable, bool check,
+		    bool *force_ro, struct qimg **out, char *err, size_t errlen)
 {
 	struct qimg *im = calloc(1, sizeof(*im));
 	struct stat st;
@@ -818,13 +844,30 @@ int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
 	r = open_chain(im, force_ro, err, errlen);
 	if (r)
 		goto fail;
-	if (*force_ro)
+	if (*force_ro && !check)
 		im->writable = false;
+	if (im->writable && !check) {
+		r = repair_dirty(im, err, errlen);
+		if (r)
+			goto fail;
+	}
 	*out = im;
 	return 0;
 fail:
 	qcow2_img_free(im);
 	return r;
+}
+
+int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
+		   bool *force_ro, struct qimg **out, char *err, size_t errlen)
+{
+	return img_open(fd, path, is_qcow2, writable, false, force_ro, out, err, errlen);
+}
+
+int qcow2_img_open_check(int fd, const char *path, bool is_qcow2, bool writable,
+			 bool *force_ro, struct qimg **out, char *err, size_t errlen)
+{
+	return img_open(fd, path, is_qcow2, writable, true, force_ro, out, err, errlen);
 }
 
 int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)

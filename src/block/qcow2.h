@@ -22,7 +22,9 @@ struct block_dev;
  * Returns 0, or -errno with a one-line message naming the file in err:
  * -EINVAL for an invalid header or a loop in the backing chain,
  * -ENOTSUP for features kvmm does not implement (named in the message),
- * -EROFS for a dirty image opened for writing, -EIO for read errors. */
+ * -EIO for read errors or a dirty image opened for writing whose
+ * refcounts could not be repaired (a dirty image opened for writing has
+ * its refcounts repaired and the dirty bit cleared first). */
 int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen);
 
 /* What `kvmm img info` shows of a qcow2 image. */

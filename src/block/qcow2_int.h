@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "block/qcow2_check.h"
+
 struct block_dev;
 
 #define QCOW2_MAGIC          0x514649fbu
@@ -179,11 +181,19 @@ int qcow2_check_table(const struct qimg *im, const struct oset *o, uint64_t off,
 /* Open the chain whose top image is open on fd (owned from now on, also
  * on error) at `path`: a qcow2 image when is_qcow2, else raw.  writable
  * says how fd was opened; *force_ro is set when the image is marked
- * corrupt.  Backing files are opened read-only and locked as QEMU locks
+ * corrupt.  A dirty image opened writable has its refcounts repaired
+ * first (qcow2_check), which clears the dirty bit.  Backing files are opened read-only and locked as QEMU locks
  * a backing child.  Returns 0 with *out, or -errno with a message in err
  * (the errors of qcow2_open()). */
 int qcow2_img_open(int fd, const char *path, bool is_qcow2, bool writable,
 		   bool *force_ro, struct qimg **out, char *err, size_t errlen);
+
+/* qcow2_img_open() for `kvmm img check`: a corrupt image opened writable
+ * stays writable (*force_ro still says it is marked corrupt) so that a
+ * repair can clear the mark, and a dirty image is left for the check to
+ * repair rather than repaired at open. */
+int qcow2_img_open_check(int fd, const char *path, bool is_qcow2, bool writable,
+			 bool *force_ro, struct qimg **out, char *err, size_t errlen);
 
 /* Close and free a chain (NULL is a no-op). */
 void qcow2_img_free(struct qimg *im);
@@ -262,11 +272,16 @@ int qcow2_l2_for_write(struct qimg *im, uint64_t g, uint64_t *l2_off, uint64_t *
 /* Refcount of host cluster number idx (0 when no refcount_block). */
 int qcow2_get_refcount(struct qimg *im, uint64_t idx, uint64_t *val);
 
+/* Entry i of the refcount_block `block` (one cluster, as on disk). */
+uint64_t qcow2_refblock_get(const struct qimg *im, const uint8_t *block, uint64_t i);
+
 /* Set it (allocating a refcount_block if needed); marks refcounts
  * unsynced. */
 int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val);
 
-/* Drop one reference to each host cluster of bytes [off, off + len). */
+/* Drop one reference to each host cluster of bytes [off, off + len),
+ * after an fdatasync: the write that removed the reference must be
+ * durable before a refcount says the cluster is free. */
 int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len);
 
 /* Whether the cluster at host offset `host` holds the header, the
@@ -278,6 +293,13 @@ int qcow2_alloc_cluster(struct qimg *im, uint64_t *host);
 
 /* fdatasync if refcounts were written since the last sync. */
 int qcow2_sync_refcounts(struct qimg *im);
+
+/* ---- qcow2_check.c: consistency check and repair (qcow2_check.h) ---- */
+
+/* Rebuild the refcounts the metadata implies, compare them with the
+ * stored ones and repair what `fix` (QCOW2_FIX_*) asks, as image_check()
+ * describes. */
+int qcow2_check(struct qimg *im, unsigned fix, struct qcow2_check_result *res);
 
 /* ---- qcow2_snapshot.c: internal snapshots ---- */
 

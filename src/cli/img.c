@@ -6,6 +6,7 @@
  *   kvmm img info [--output=human|json] FILE
  *   kvmm img map | commit | rebase ...   (img_map.c, img_commit.c,
  *                                         img_rebase.c: backing chains)
+ *   kvmm img check ...  (img_check.c)
  *
  * create: a raw image is a sparse file of SIZE bytes; a qcow2 image is
  * written by qcow2_create() (block/qcow2.h).  Without SIZE, a qcow2 image
@@ -46,6 +47,7 @@ static void usage(FILE *f)
 "       kvmm img map [-f FMT] [--output=human|json] [--start-offset=OFF] [--max-length=LEN] [-U] FILE\n"
 "       kvmm img commit [-f FMT] [-q] [-p] [-d] [-b BASE] FILE\n"
 "       kvmm img rebase [-f FMT] [-q] [-p] [-u] -b NEW_BACKING [-F NEW_FMT] FILE\n"
+"       kvmm img check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] FILE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -334,6 +336,7 @@ static const struct {
 	{ "map", img_map },
 	{ "commit", img_commit },
 	{ "rebase", img_rebase },
+	{ "check", img_check },
 };
 
 int cli_img(int argc, char **argv)

@@ -18,5 +18,7 @@ int img_convert(int argc, char **argv);   /* img_convert.c */
 int img_map(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
+/* The subcommands (argv[0] is the subcommand's name). */
+int img_check(int argc, char **argv);   /* img_check.c */
 
 #endif

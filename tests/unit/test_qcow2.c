@@ -487,12 +487,16 @@ static void test_bad_headers(void **state)
 	must(sh("qemu-img create -f qcow2 -o cluster_size=512 bn.qcow2 1M && truncate -s 4M bn.qcow2"));
 	patch("bn.qcow2", 8, (uint8_t[]){ 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 0, 0x03, 0xff }, 12);
 	expect_refused("bn.qcow2", true, -EINVAL, "backing file name");
-	/* The image's own feature name table names the dirty bit; dirty
-	 * images open read-only only. */
+	/* A dirty image opens read-only as it is; opened writable, its
+	 * refcounts are repaired and the bit cleared (test_qcow2_check.c
+	 * tests the repair). */
 	must(sh("cp ok.qcow2 dirty.qcow2"));
 	patch("dirty.qcow2", 79, "\x01", 1);
-	expect_refused("dirty.qcow2", false, -EROFS, "dirty");
 	block_close(open_ok("dirty.qcow2", NULL, true));
+	must(sh("qemu-img info --output=json dirty.qcow2 | grep -q '\"dirty-flag\": true'"));
+	block_close(open_ok("dirty.qcow2", NULL, false));
+	must(sh("qemu-img info --output=json dirty.qcow2 | grep -q '\"dirty-flag\": false'"));
+	must(sh("qemu-img check dirty.qcow2"));
 }
 
 static void test_corrupt_opens_readonly(void **state)
