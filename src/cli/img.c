@@ -38,6 +38,8 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: kvmm img create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N] FILE [SIZE]\n"
 "       kvmm img info [--output=human|json] FILE\n"
+"       kvmm img snapshot [-f FMT] [-q] [-U] [-l | -c NAME | -a SNAPSHOT | -d SNAPSHOT] FILE\n"
+"       kvmm img resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -314,6 +316,8 @@ static const struct {
 } commands[] = {
 	{ "create", img_create },
 	{ "info", img_info },
+	{ "snapshot", img_snapshot },
+	{ "resize", img_resize },
 };
 
 int cli_img(int argc, char **argv)

@@ -11,4 +11,8 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The subcommands living in their own files (img_<name>.c). */
+int img_snapshot(int argc, char **argv);
+int img_resize(int argc, char **argv);
+
 #endif
