@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,4 +514,69 @@ int image_set_backing_path(const char *path, const char *backing, const char *fm
 		r = image_set_backing((struct image *)&im, backing, fmt, err, errlen);
 	close(im.fd);
 	return r;
+/* ---- internal snapshots and resize (qcow2_snapshot.c, qcow2_resize.c) ---- */
+
+unsigned image_snapshot_count(const struct image *img)
+{
+	return Q(img)->is_qcow2 ? Q(img)->nb_snapshots : 0;
+}
+
+void image_snapshot_get(const struct image *img, unsigned i, struct image_snapshot *out)
+{
+	const struct qcow2_snapshot *sn = &Q(img)->snaps[i];
+
+	*out = (struct image_snapshot){
+		.id = sn->id, .name = sn->name,
+		.date_sec = sn->date_sec, .date_nsec = sn->date_nsec,
+		.vm_clock_nsec = sn->vm_clock_nsec, .vm_state_size = sn->vm_state_size,
+		.disk_size = sn->disk_size,
+		.has_icount = sn->extra_size >= 24,
+		.icount = sn->extra_size >= 24 ? be64(sn->extra + 16) : 0,
+	};
+}
+
+int image_snapshot_find(const struct image *img, const char *key, bool by_name_first)
+{
+	if (!Q(img)->is_qcow2)
+		return -ENOENT;
+	return qcow2_snapshot_find(Q(img), key, by_name_first);
+}
+
+int image_snapshot_create(struct image *img, const char *name, char *err, size_t errlen)
+{
+	return qcow2_snapshot_create(Q(img), name, err, errlen);
+}
+
+int image_snapshot_apply(struct image *img, unsigned i, char *err, size_t errlen)
+{
+	return qcow2_snapshot_apply(Q(img), i, err, errlen);
+}
+
+int image_snapshot_delete(struct image *img, unsigned i, char *err, size_t errlen)
+{
+	return qcow2_snapshot_delete(Q(img), i, err, errlen);
+}
+
+int image_resize(struct image *img, uint64_t size, char *err, size_t errlen)
+{
+	struct qimg *im = Q(img);
+
+	if (!im->writable) {
+		snprintf(err, errlen, "%s: the image is not open for writing", im->path);
+		return -EROFS;
+	}
+	if (im->is_qcow2)
+		return qcow2_resize(im, size, err, errlen);
+	if (size > INT64_MAX) {
+		snprintf(err, errlen, "%s: size %" PRIu64 " too large", im->path, size);
+		return -EFBIG;
+	}
+	if (ftruncate(im->fd, (off_t)size) || fdatasync(im->fd)) {
+		int r = -errno;
+
+		snprintf(err, errlen, "%s: cannot resize: %s", im->path, strerror(-r));
+		return r;
+	}
+	im->size = im->file_size = size;
+	return 0;
 }

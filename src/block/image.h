@@ -161,5 +161,44 @@ int image_set_backing(struct image *img, const char *backing, const char *fmt,
  * writable and locked as a writer.  Returns 0 or -errno with a message. */
 int image_set_backing_path(const char *path, const char *backing, const char *fmt,
 			   char *err, size_t errlen);
+/* ---- internal snapshots (qcow2 only; qcow2.txt "Snapshot table") ---- */
+
+/* One snapshot, as `qemu-img snapshot -l` lists it.  Strings are owned by
+ * the image and valid until the next snapshot change or image_close(). */
+struct image_snapshot {
+	const char *id, *name;
+	uint32_t date_sec, date_nsec;  /* wall clock when taken */
+	uint64_t vm_clock_nsec;        /* guest clock (0 for disk-only) */
+	uint64_t vm_state_size;        /* bytes of saved VM state */
+	uint64_t disk_size;            /* virtual size when taken, bytes */
+	bool has_icount;               /* icount recorded (QEMU 5.0+) */
+	uint64_t icount;
+};
+
+/* Number of internal snapshots (0 for raw). */
+unsigned image_snapshot_count(const struct image *img);
+
+/* Snapshot i (< image_snapshot_count()) into *out. */
+void image_snapshot_get(const struct image *img, unsigned i, struct image_snapshot *out);
+
+/* Index of the snapshot whose id or name is `key`: ids first unless
+ * by_name_first (qemu-img snapshot -a looks up ids first, -d names).
+ * Returns the index or -ENOENT. */
+int image_snapshot_find(const struct image *img, const char *key, bool by_name_first);
+
+/* Create, apply (the image's content and size become the snapshot's) or
+ * delete an internal snapshot of an image opened writable, crash-safely
+ * (block/qcow2_snapshot.c).  Return 0, or -errno with a one-line message
+ * naming the image in err (-ENOTSUP for raw); after an error the image
+ * should be closed. */
+int image_snapshot_create(struct image *img, const char *name, char *err, size_t errlen);
+int image_snapshot_apply(struct image *img, unsigned i, char *err, size_t errlen);
+int image_snapshot_delete(struct image *img, unsigned i, char *err, size_t errlen);
+
+/* Set the virtual size of an image opened writable to `size` bytes: raw
+ * files are truncated (sparse growth); qcow2 grows (a multiple of 512;
+ * shrinking is -ENOTSUP).  Returns 0, or -errno with a one-line message
+ * naming the image in err. */
+int image_resize(struct image *img, uint64_t size, char *err, size_t errlen);
 
 #endif

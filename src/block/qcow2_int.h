@@ -345,6 +345,39 @@ int qcow2_write_compressed(struct qimg *im, uint64_t g, const uint8_t *cluster);
 /* Free im->codec (compression contexts); called by qcow2_img_free(). */
 void qcow2_codec_free(struct qimg *im);
 
+/* The snapshot whose id (first) or name (then) is `key`, as QEMU's
+ * find_snapshot_by_id_or_name(); prefer_name looks at names first (qemu-img
+ * snapshot -d finds by name).  Returns the index, or -ENOENT. */
+int qcow2_snapshot_find(const struct qimg *im, const char *key, bool prefer_name);
+
+/* Create snapshot `name` of the active image (a writable qcow2 image):
+ * id = 1 + the largest numeric id, the date now, no VM state, disk_size
+ * the virtual size.  Crash-safe ordering: the top of qcow2_snapshot.c.
+ * Returns 0, or -errno with a message naming the image in err. */
+int qcow2_snapshot_create(struct qimg *im, const char *name, char *err, size_t errlen);
+
+/* Make snapshot number idx (index in im->snaps) the active image's
+ * content and virtual size.  Returns 0, or -errno with a message. */
+int qcow2_snapshot_apply(struct qimg *im, uint32_t idx, char *err, size_t errlen);
+
+/* Delete snapshot number idx, freeing what only it referenced and
+ * setting COPIED again where the active image is the only user.
+ * Returns 0, or -errno with a message. */
+int qcow2_snapshot_delete(struct qimg *im, uint32_t idx, char *err, size_t errlen);
+
+/* n contiguous free clusters at the end of the file, each with refcount
+ * 1 (refcount_blocks they need are placed after them); *host is the
+ * first one's byte offset.  Refcounts are left unsynced.  0 or -errno. */
+int qcow2_alloc_run(struct qimg *im, uint64_t n, uint64_t *host);
+
+/* ---- qcow2_resize.c ---- */
+
+/* Set the virtual size of a writable qcow2 image to `size` bytes (a
+ * multiple of 512), growing the l1_table if needed (qcow2.txt: "Header",
+ * l1_size).  Shrinking is refused (-ENOTSUP).  Returns 0, or -errno with
+ * a message naming the image in err. */
+int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen);
+
 /* ---- qcow2_io.c: the block_driver ---- */
 
 /* Attach the block driver over the chain `im` (owned from now on, also

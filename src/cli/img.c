@@ -48,6 +48,8 @@ static void usage(FILE *f)
 "       kvmm img commit [-f FMT] [-q] [-p] [-d] [-b BASE] FILE\n"
 "       kvmm img rebase [-f FMT] [-q] [-p] [-u] -b NEW_BACKING [-F NEW_FMT] FILE\n"
 "       kvmm img check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] FILE\n"
+"       kvmm img snapshot [-f FMT] [-q] [-U] [-l | -c NAME | -a SNAPSHOT | -d SNAPSHOT] FILE\n"
+"       kvmm img resize [-f FMT] [--shrink] [-q] FILE [+|-]SIZE\n"
 "\n"
 "SIZE takes k, M, G, T suffixes (powers of 1024); a bare number is bytes.\n"
 "A relative BACKING is relative to FILE's directory; -F (raw or qcow2) is\n"
@@ -337,6 +339,8 @@ static const struct {
 	{ "commit", img_commit },
 	{ "rebase", img_rebase },
 	{ "check", img_check },
+	{ "snapshot", img_snapshot },
+	{ "resize", img_resize },
 };
 
 int cli_img(int argc, char **argv)

@@ -20,5 +20,8 @@ int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
 /* The subcommands (argv[0] is the subcommand's name). */
 int img_check(int argc, char **argv);   /* img_check.c */
+/* The subcommands living in their own files (img_<name>.c). */
+int img_snapshot(int argc, char **argv);
+int img_resize(int argc, char **argv);
 
 #endif
