@@ -373,10 +373,9 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 	/* A dirty image (lazy refcounts, not closed cleanly) opened
 	 * writable gets its refcounts repaired once its tables are loaded:
 	 * repair_dirty(). */
-	if (incompat & INCOMPAT_CORRUPT) {
-		log_warn("%s: the image is marked corrupt: opened read-only", path);
+	/* Said by img_open(), which knows whether a repair opens it. */
+	if (incompat & INCOMPAT_CORRUPT)
 		*force_ro = true;
-	}
 
 	if (size > (1ull << 61))
 		BAD("%s: virtual size %" PRIu64 " too large", path, size);
@@ -790,6 +789,9 @@ static int img_open(int fd, const char *path, bool is_qcow2, bool writable, bool
 	r = open_chain(im, force_ro, err, errlen);
 	if (r)
 		goto fail;
+	if (*force_ro)
+		log_warn("%s: the image is marked corrupt: %s", path,
+			 check && writable ? "opened writable for repair" : "opened read-only");
 	if (*force_ro && !check)
 		im->writable = false;
 	if (im->writable && !check) {
