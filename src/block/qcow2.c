@@ -57,9 +57,11 @@
  * the first table write that references what they counted (the
  * refcounts_unsynced flag; one per request, however many clusters it
  * allocates: img_write defers its l2 updates), and one before a
- * refcount_table entry points at a new refcount_block.  A crash at any instant thus leaves at most
- * leaked clusters (refcount too high), never a reference to a cluster
- * counted free.  Flush is fdatasync of the image.  A full
+ * refcount_table entry points at a new refcount_block, and one between a
+ * table write that drops a reference and the refcount lowered for it
+ * (qcow2_unref_range: writes since a sync persist in any order).  A crash
+ * at any instant thus leaves at most leaked clusters (refcount too
+ * high), never a reference to a cluster counted free.  Flush is fdatasync of the image.  A full
  * refcount_table is replaced by a larger one (qcow2_refcount.c: new table
  * and blocks written and synced, then the header switched in one write,
  * synced, then the old table freed), up to QEMU's 8 MiB of table.
