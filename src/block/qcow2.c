@@ -58,9 +58,11 @@
  * the first table write that references what they counted (the
  * refcounts_unsynced flag; one per request, however many clusters it
  * allocates: img_write defers its l2 updates), and one before a
- * refcount_table entry points at a new refcount_block.  A crash at any instant thus leaves at most
- * leaked clusters (refcount too high), never a reference to a cluster
- * counted free.  Flush is fdatasync of the image.  A full
+ * refcount_table entry points at a new refcount_block, and one between a
+ * table write that drops a reference and the refcount lowered for it
+ * (qcow2_unref_range: writes since a sync persist in any order).  A crash
+ * at any instant thus leaves at most leaked clusters (refcount too
+ * high), never a reference to a cluster counted free.  Flush is fdatasync of the image.  A full
  * refcount_table is replaced by a larger one (qcow2_refcount.c: new table
  * and blocks written and synced, then the header switched in one write,
  * synced, then the old table freed), up to QEMU's 8 MiB of table.
@@ -381,10 +383,9 @@ static int parse_header(struct qimg *im, bool *force_ro, struct hdr_info *hi,
 	/* A dirty image (lazy refcounts, not closed cleanly) opened
 	 * writable gets its refcounts repaired once its tables are loaded:
 	 * repair_dirty(). */
-	if (incompat & INCOMPAT_CORRUPT) {
-		log_warn("%s: the image is marked corrupt: opened read-only", path);
+	/* Said by img_open(), which knows whether a repair opens it. */
+	if (incompat & INCOMPAT_CORRUPT)
 		*force_ro = true;
-	}
 
 	if (size > (1ull << 61))
 		BAD("%s: virtual size %" PRIu64 " too large", path, size);
@@ -844,6 +845,9 @@ static int img_open(int fd, const char *path, bool is_qcow2, bool writable, bool
 	r = open_chain(im, force_ro, err, errlen);
 	if (r)
 		goto fail;
+	if (*force_ro)
+		log_warn("%s: the image is marked corrupt: %s", path,
+			 check && writable ? "opened writable for repair" : "opened read-only");
 	if (*force_ro && !check)
 		im->writable = false;
 	if (im->writable && !check) {

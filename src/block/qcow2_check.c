@@ -13,7 +13,8 @@
  * safe), stored below is a corruption (a write could free, then reuse, a
  * cluster still in use).  Last it checks the COPIED flags of the active
  * tables against the stored refcounts (COPIED exactly when refcount is 1),
- * and references past the end of the file or misaligned.
+ * references past the end of the file or misaligned, and reserved bits
+ * set in l1 and l2 entries (counted, not repaired, as qemu-img does).
  *
  * Repair is ordered so that a crash during it never makes things worse:
  * refcounts that are too low are raised first and synced, then leaked
@@ -38,6 +39,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Bits the spec reserves (must be zero) in an l1 entry and in a standard
+ * (not compressed) l2 entry; QEMU counts each entry with one set as a
+ * corruption. */
+#define L1E_RESERVED_MASK 0x7f000000000001ffull
+#define L2E_RESERVED_MASK 0x3f000000000001feull
 
 struct chk {
 	struct qimg *im;
@@ -104,7 +111,9 @@ static int stored(struct chk *c, uint64_t i, uint64_t *v)
 	off = im->reftable[t] & REFT_OFFSET_MASK;
 	if (!off)
 		return 0;
-	if (!cluster_aligned(im, off) || off >= c->file_len)
+	/* Misaligned: unusable (QEMU: a check error).  Past the end of the
+	 * file it reads as zeros, as in QEMU. */
+	if (!cluster_aligned(im, off))
 		return -EIO;
 	if (c->rb_off != off) {
 		c->rb_off = 0;
@@ -141,6 +150,10 @@ static int check_l2(struct chk *c, uint64_t l2_off, bool active)
 	for (uint64_t j = 0; j < cs / 8; j++) {
 		uint64_t e = be64(c->buf + j * 8), off;
 
+		if (!(e & L2E_COMPRESSED) && (e & L2E_RESERVED_MASK)) {
+			fprintf(stderr, "ERROR found l2 entry with reserved bits set: %" PRIx64 "\n", e);
+			res->corruptions++;
+		}
 		if (e & L2E_COMPRESSED) {
 			uint64_t coff = e & ((1ull << x) - 1);
 			uint64_t nsec = ((e >> x) & ((1ull << (im->cluster_bits - 8)) - 1)) + 1;
@@ -225,9 +238,15 @@ static int check_l1(struct chk *c, uint64_t l1_off, uint32_t l1_size, bool activ
 		c->res->check_errors++;
 	}
 	for (uint32_t i = 0; !r && i < l1_size; i++) {
-		uint64_t l2 = be64(raw + i * 8ull) & OFFSET_MASK;
+		uint64_t e = be64(raw + i * 8ull), l2 = e & OFFSET_MASK;
 
-		if (!l2)
+		if (e & L1E_RESERVED_MASK) {
+			fprintf(stderr, "ERROR found L1 entry with reserved bits set: %" PRIx64 "\n", e);
+			c->res->corruptions++;
+		}
+		/* As QEMU: only an all-zero entry is empty; one with just
+		 * reserved bits names an l2_table at offset 0. */
+		if (!e)
 			continue;
 		r = inc(c, l2, im->cluster_size);
 		if (r)

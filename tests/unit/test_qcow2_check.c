@@ -369,6 +369,19 @@ static void test_damaged_images(void **state)
 	v = make_victim("share.qcow2", false);
 	poke("share.qcow2", v.l2 + 8, peek64("share.qcow2", v.l2), 8);
 	damaged_like_qemu("share.qcow2", 2);
+	/* Reserved bits: in an unallocated l2 entry; an l1 entry of only a
+	 * reserved bit (QEMU then reads an "l2_table" at offset 0, the
+	 * header); a refcount_block past the end of the file (reads as
+	 * zeros: every cluster it counts is then under-counted). */
+	v = make_victim("res.qcow2", false);
+	poke("res.qcow2", v.l2 + 40 * 8, 0x100, 8);
+	damaged_like_qemu("res.qcow2", 2);
+	v = make_victim("res1.qcow2", false);
+	poke("res1.qcow2", v.l1 + 8, 0x40, 8);
+	damaged_like_qemu("res1.qcow2", 2);
+	v = make_victim("rbeof.qcow2", false);
+	poke("rbeof.qcow2", peek64("rbeof.qcow2", 48), 1ull << 30, 8);
+	same("rbeof.qcow2", kvmm_check("rbeof.qcow2", 0), qemu_check("rbeof.qcow2", NULL));
 	/* The l1_table's and a refcount_block's own refcounts lowered. */
 	v = make_victim("meta.qcow2", false);
 	set_ref16("meta.qcow2", &v, v.l1 / 4096, 0);

@@ -17,7 +17,8 @@
  *
  * Workloads: allocating writes into fresh clusters (and a new l2_table),
  * partial writes copying on write from a backing file, writes into an
- * l2_table shared with a snapshot, writes needing new refcount_blocks,
+ * l2_table shared with a snapshot, overwrites of compressed clusters,
+ * writes needing new refcount_blocks,
  * and writes making the refcount_table grow.  Skipped without qemu-img.
  */
 #include <errno.h>
@@ -440,6 +441,23 @@ static void test_snapshot_shared(void **state)
 	run("s.qcow2", s, sizeof(s) / sizeof(s[0]));
 }
 
+/* Compressed clusters (several share a host cluster): overwriting one
+ * copies it out and drops its references to the host clusters its
+ * sectors span. */
+static void test_compressed(void **state)
+{
+	static const struct step s[] = {
+		{ 4 * K + 100, 1 * K }, { 16 * K, 4 * K }, { 40 * K, 12 * K },
+	};
+
+	(void)state;
+	NEED_QEMU();
+	must(sh("qemu-img create -f qcow2 -o cluster_size=4k src.qcow2 1M && "
+		"qemu-io -c 'write -P 9 0 64k' -c 'write -P 10 32k 4k' src.qcow2 && "
+		"qemu-img convert -c -O qcow2 -o cluster_size=4k src.qcow2 c.qcow2"));
+	run("c.qcow2", s, sizeof(s) / sizeof(s[0]));
+}
+
 /* 512-byte clusters, 16-bit refcounts: a refcount_block covers 128 KiB
  * of file; filled by qemu-io to 120 KiB, the first write needs a new
  * refcount_block (and an l2_table), so does the second's l2_table. */
@@ -491,6 +509,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_clusters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cow_backing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_snapshot_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_new_refblocks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reftable_growth, setup, teardown),
 	};
