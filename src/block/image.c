@@ -514,6 +514,8 @@ int image_set_backing_path(const char *path, const char *backing, const char *fm
 		r = image_set_backing((struct image *)&im, backing, fmt, err, errlen);
 	close(im.fd);
 	return r;
+}
+
 /* ---- internal snapshots and resize (qcow2_snapshot.c, qcow2_resize.c) ---- */
 
 unsigned image_snapshot_count(const struct image *img)

@@ -11,16 +11,13 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The subcommands in their own files (img_<name>.c). */
-int img_convert(int argc, char **argv);   /* img_convert.c */
-/* `kvmm img map`, `commit`, `rebase` (img_map.c, img_commit.c,
- * img_rebase.c): argv[0] is the subcommand's name. */
+/* The subcommands in their own files (img_<name>.c); argv[0] is the
+ * subcommand's name. */
+int img_convert(int argc, char **argv);
 int img_map(int argc, char **argv);
 int img_commit(int argc, char **argv);
 int img_rebase(int argc, char **argv);
-/* The subcommands (argv[0] is the subcommand's name). */
-int img_check(int argc, char **argv);   /* img_check.c */
-/* The subcommands living in their own files (img_<name>.c). */
+int img_check(int argc, char **argv);
 int img_snapshot(int argc, char **argv);
 int img_resize(int argc, char **argv);
 
