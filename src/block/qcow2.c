@@ -45,7 +45,8 @@
  * block_driver); image.c gives tools (kvmm img) synchronous access.
  *
  * Allocation.  New clusters come from the end of the file (next_free);
- * a refcount claiming one of them is in use is corruption.  Writing a cluster that
+ * clusters there that a crash left counted are skipped (leaked), a long
+ * run of them is corruption.  Writing a cluster that
  * is not COPIED (unallocated, zero, compressed, or shared with a snapshot)
  * allocates a new one, fills it (the old contents, from the backing file,
  * the compressed data or zeros, merged with the new bytes), then points

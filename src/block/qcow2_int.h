@@ -288,7 +288,8 @@ int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len);
  * l1_table or the refcount_table. */
 bool qcow2_is_fixed_metadata(const struct qimg *im, uint64_t host);
 
-/* A free host cluster at the end of the file, its refcount set to 1. */
+/* A free host cluster at the end of the file, its refcount set to 1
+ * (clusters there a crash left counted are skipped: leaked). */
 int qcow2_alloc_cluster(struct qimg *im, uint64_t *host);
 
 /* fdatasync if refcounts were written since the last sync. */

@@ -312,19 +312,34 @@ bool qcow2_is_fixed_metadata(const struct qimg *im, uint64_t host)
 		end > im->reftable_offset);
 }
 
+/* Clusters past the end of the file that may carry a refcount: a crash
+ * between a cluster's refcount write and its first data write leaves one
+ * per cluster a request allocated (nothing references them: leaks). */
+#define MAX_STALE_CLUSTERS 65536u
+
 /* A free host cluster at the end of the file, its refcount set to 1.
- * Nothing past the end can be in use: a refcount there is corruption,
- * refused rather than skipped (skipping could walk a hostile
- * refcount_table's claims for a very long time). */
+ * Clusters past the end with a refcount (left by a crash, see above) are
+ * skipped, leaked; more than MAX_STALE_CLUSTERS of them is corruption,
+ * refused rather than walked (a hostile refcount_table could claim a
+ * very long run). */
 int qcow2_alloc_cluster(struct qimg *im, uint64_t *host)
 {
-	uint64_t off = im->next_free, v;
-	int r = qcow2_get_refcount(im, off >> im->cluster_bits, &v);
+	uint64_t off, v;
 
-	if (r)
-		return r;
-	if (v)
-		return qcow2_corrupt(im, "refcount for a cluster past the end of the file", off);
+	for (unsigned skipped = 0;; skipped++) {
+		int r;
+
+		off = im->next_free;
+		r = qcow2_get_refcount(im, off >> im->cluster_bits, &v);
+		if (r)
+			return r;
+		if (!v)
+			break;
+		if (skipped == MAX_STALE_CLUSTERS)
+			return qcow2_corrupt(im, "too many refcounts for clusters past the end of the file",
+					     off);
+		im->next_free += im->cluster_size;
+	}
 	im->next_free += im->cluster_size;
 	*host = off;
 	return qcow2_set_refcount(im, off >> im->cluster_bits, 1);

@@ -13,7 +13,7 @@
  * `qemu-img check` finds free of corruption (exit 0, or 3 for leaks only:
  * never 2), and every guest write the workload completed and flushed
  * before the cut must read back, through kvmm's reader and through
- * qemu-io.
+ * qemu-io; and kvmm must be able to go on writing it.
  *
  * Workloads: allocating writes into fresh clusters (and a new l2_table),
  * partial writes copying on write from a backing file, writes into an
@@ -212,7 +212,7 @@ static bool must_survive(const struct rec *r, size_t i)
  * the flushed writes read back through kvmm and qemu-io. */
 static void verify(struct rec *r, const char *how)
 {
-	char path[512], err[512], cmd[3000];
+	char path[512], path2[512], err[512], cmd[3000];
 	struct image_opts o = { .path = path, .format = "qcow2", .force_share = true };
 	struct image *img;
 	int st, n = 0;
@@ -247,6 +247,25 @@ static void verify(struct rec *r, const char *how)
 			      w->pattern, w->off, w->len);
 		assert_true(n < (int)sizeof(cmd) - 100);
 		r->checks++;
+	}
+	/* kvmm must be able to go on writing it (allocating a cluster past
+	 * what a crash may have left half done). */
+	{
+		struct image_opts w = { .path = path2, .format = "qcow2", .writable = true };
+		struct image *wi;
+		uint64_t at = image_size(img) - 4096;
+		uint8_t b[4096];
+
+		snprintf(path2, sizeof(path2), "%s/crash-w.qcow2", dir);
+		must(sh("cp crash.qcow2 crash-w.qcow2"));
+		memset(b, 0x5a, sizeof(b));
+		if (image_open(&w, &wi, err, sizeof(err)))
+			fail_msg("%s: cut %u (%s): kvmm cannot open the crash file writable: %s",
+				 r->name, r->cuts, how, err);
+		if (image_pwrite(wi, b, sizeof(b), at) || image_flush(wi))
+			fail_msg("%s: cut %u (%s): kvmm cannot write the crash file (seed %" PRIu64 ")",
+				 r->name, r->cuts, how, first_seed);
+		image_close(wi);
 	}
 	image_close(img);
 	if (n && sh("qemu-io -f qcow2 -r -U%s crash.qcow2", cmd))
