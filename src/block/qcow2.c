@@ -115,15 +115,23 @@ int qcow2_pread(int fd, void *buf, uint64_t len, uint64_t off)
 
 int qcow2_fdatasync(struct qimg *im)
 {
+	int r;
+
 	if (im->hooks)
-		return im->hooks->fdatasync(im->hooks->opaque, im->fd);
-	return fdatasync(im->fd) ? -errno : 0;
+		r = im->hooks->fdatasync(im->hooks->opaque, im->fd);
+	else
+		r = fdatasync(im->fd) ? -errno : 0;
+	if (!r)
+		im->pointers_unsynced = im->refcounts_unsynced = false;
+	return r;
 }
 
 int qcow2_pwrite(struct qimg *im, const void *buf, uint64_t len, uint64_t off)
 {
 	const uint8_t *p = buf;
 
+	if (!im->writing_refcount)
+		im->pointers_unsynced = true;
 	if (im->hooks) {
 		int r = im->hooks->pwrite(im->hooks->opaque, im->fd, buf, len, off);
 

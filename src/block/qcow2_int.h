@@ -114,6 +114,11 @@ struct qimg {
 	struct oset snapmeta;   /* clusters of the snapshot table and of the
 				 * snapshots' l1_tables: never written as data */
 	bool refcounts_unsynced;
+	/* Writes other than refcount entries since the last fdatasync: a
+	 * refcount may only fall once the pointer writes before it are
+	 * durable (qcow2_unref_range), and a sync with none is skipped. */
+	bool pointers_unsynced;
+	bool writing_refcount;  /* qcow2_set_refcount's own write */
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */

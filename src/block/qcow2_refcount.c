@@ -263,7 +263,10 @@ int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val)
 	}
 	ref_into(b, width, bit, val);
 	im->refcounts_unsynced = true;
-	return qcow2_pwrite(im, b, width < 8 ? 1 : width / 8, rb + bit / 8);
+	im->writing_refcount = true;
+	r = qcow2_pwrite(im, b, width < 8 ? 1 : width / 8, rb + bit / 8);
+	im->writing_refcount = false;
+	return r;
 }
 
 /* Drop one reference to each host cluster of [off, off + len).  The
@@ -271,17 +274,17 @@ int qcow2_set_refcount(struct qimg *im, uint64_t idx, uint64_t val)
  * since a sync reach the disk in any order, and a refcount lowered while
  * the old pointer survives a crash would count a used cluster free (the
  * power-cut test found this).  Hence the fdatasync before the first
- * refcount write; callers dropping many references should do their table
+ * refcount write, when anything but refcounts was written since the last
+ * one (pointers_unsynced: a caller that already synced pays nothing); callers dropping many references should do their table
  * writes first, then the drops. */
 int qcow2_unref_range(struct qimg *im, uint64_t off, uint64_t len)
 {
 	uint64_t first = off >> im->cluster_bits;
 	uint64_t last = (off + len - 1) >> im->cluster_bits;
-	int r = qcow2_fdatasync(im);
+	int r = im->pointers_unsynced ? qcow2_fdatasync(im) : 0;
 
 	if (r)
 		return r;
-	im->refcounts_unsynced = false;
 	/* Freed space may be reused: forget what was decompressed. */
 	im->dbuf_key = 0;
 	for (uint64_t i = first; i <= last; i++) {
