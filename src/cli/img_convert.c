@@ -41,6 +41,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "block/block.h"
 #include "block/image.h"
 #include "block/qcow2.h"
 #include "cli/cli.h"
@@ -227,14 +228,25 @@ static int check_not_source(struct image *src, const char *dest)
 	return 0;
 }
 
-/* Create DEST and open it. */
+/* Create DEST and open it.  An existing DEST that another process has
+ * open for writing (a running VM) is refused before it is truncated, as
+ * qemu-img's create refuses it (its lock is tested, then released: the
+ * open below takes it again). */
 static int create_dest(struct convert *c, const char *dest, const char *fmt,
 		       const struct qcow2_create_opts *qo)
 {
 	struct image_opts o = { .path = dest, .format = fmt, .writable = true };
 	char err[512];
-	int r;
+	int r, fd = open(dest, O_RDWR | O_CLOEXEC);
 
+	if (fd < 0 && errno != ENOENT)
+		return img_fail("%s: %s", dest, strerror(errno));
+	if (fd >= 0) {
+		r = block_lock_image(fd, dest, false, err, sizeof(err));
+		close(fd);
+		if (r)
+			return img_fail("%s", err);
+	}
 	if (c->qcow2) {
 		r = qcow2_create_with(dest, qo, err, sizeof(err));
 		if (r)

@@ -138,4 +138,18 @@ cp mid.qcow2 mid.before
 rc=0; "$KVMM" img convert -O qcow2 top.qcow2 mid.qcow2 2> err.txt || rc=$?
 [ "$rc" = 2 ] && [ "$(wc -l < err.txt)" = 1 ] || die "DEST in the chain: status $rc, $(cat err.txt)"
 cmp mid.qcow2 mid.before || die "DEST in the chain was modified"
+# DEST open for writing elsewhere (qemu-io standing in for a VM): refused,
+# not truncated.
+ok qemu-img create -f qcow2 busy.qcow2 1M
+cp busy.qcow2 busy.before
+qemu-io -c 'sleep 20000' busy.qcow2 > /dev/null 2>&1 &
+holder=$!
+for _ in $(seq 50); do
+	qemu-img info busy.qcow2 > /dev/null 2>&1 || break # it holds the lock
+	sleep 0.1
+done
+rc=0; "$KVMM" img convert -O qcow2 src.raw busy.qcow2 2> err.txt || rc=$?
+kill $holder; wait $holder 2> /dev/null || true
+[ "$rc" = 2 ] && [ "$(wc -l < err.txt)" = 1 ] || die "DEST in use: status $rc, $(cat err.txt)"
+cmp busy.qcow2 busy.before || die "DEST in use was modified"
 echo "PASS img_convert"
