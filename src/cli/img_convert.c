@@ -152,30 +152,48 @@ static int write_run(struct convert *c, const uint8_t *p, uint64_t len, uint64_t
 	return 0;
 }
 
-/* Guest bytes [off, off + n) of SOURCE into DEST. */
-static int convert_chunk(struct convert *c, uint64_t off, uint64_t n)
+/* Read guest bytes [off, off + n) of SOURCE into c->buf, zero ranges
+ * without reading them; or with `probe`, only say whether any range needs
+ * reading (*data). */
+static int read_chunk(struct convert *c, uint64_t off, uint64_t n, bool probe, bool *data)
 {
-	uint64_t g = c->granule ? c->granule : n, padded;
-	bool data = false;
-	int r;
-
+	*data = false;
 	for (uint64_t p = off; p < off + n;) {
 		uint64_t len = off + n - p;
 		bool zero;
+		int r = chain_zero(c->src, p, &len, &zero);
 
-		r = chain_zero(c->src, p, &len, &zero);
+		if (!r && !zero && probe) {
+			*data = true;
+			return 0;
+		}
 		if (!r && !zero)
 			r = image_pread(c->src, c->buf + (p - off), len, p);
 		if (r)
 			return img_fail("%s: cannot read at offset %" PRIu64 ": %s",
 					image_path(c->src), p, strerror(-r));
-		if (zero)
+		if (zero && !probe)
 			memset(c->buf + (p - off), 0, len);
-		data |= !zero;
+		*data |= !zero;
 		p += len;
 	}
-	if (!data && c->granule)
-		return 0;
+	return 0;
+}
+
+/* Guest bytes [off, off + n) of SOURCE into DEST.  A chunk with nothing
+ * to read is skipped before touching the buffer: most chunks of a sparse
+ * image are. */
+static int convert_chunk(struct convert *c, uint64_t off, uint64_t n)
+{
+	uint64_t g = c->granule ? c->granule : n, padded;
+	bool data;
+	int r = read_chunk(c, off, n, true, &data);
+
+	if (r || (!data && c->granule))
+		return r;
+	r = read_chunk(c, off, n, false, &data);
+	if (r)
+		return r;
 	/* The last chunk: pad to whole granules (clusters for qcow2). */
 	padded = (n + g - 1) / g * g;
 	memset(c->buf + n, 0, padded - n);
