@@ -686,9 +686,9 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	}
 	size = (size + 511) & ~511ull;
 	l1_size = (size + (cs << (bits - 3)) - 1) >> (2 * bits - 3);
+	/* A 0-byte image has no l1_table (offset 0), as qemu-img makes it:
+	 * a cluster for it would be counted but unused, a leak to check. */
 	l1_clusters = (l1_size * 8 + cs - 1) / cs;
-	if (!l1_clusters)
-		l1_clusters = 1;
 	/* The driver does not grow the refcount_table, so make it large
 	 * enough for the image filled: every data cluster, its l2_tables,
 	 * the refcount_blocks counting them, and some slack (QEMU starts
@@ -728,7 +728,7 @@ int qcow2_create_with(const char *path, const struct qcow2_create_opts *o, char 
 	put_be32(buf + 20, bits);
 	put_be64(buf + 24, size);
 	put_be32(buf + 36, (uint32_t)l1_size);
-	put_be64(buf + 40, (2 + rt_clusters) * cs);
+	put_be64(buf + 40, l1_size ? (2 + rt_clusters) * cs : 0);
 	put_be64(buf + 48, cs);
 	put_be32(buf + 56, (uint32_t)rt_clusters);
 	put_be32(buf + 96, 4);

@@ -102,6 +102,20 @@ conv -c -O qcow2 top.qcow2 flatc.qcow2
 ok qemu-img check flatc.qcow2
 ok qemu-img compare -F qcow2 want.raw flatc.qcow2
 
+# Edge sizes: an empty image (qcow2 with no l1_table, clean for QEMU) and a
+# size that is no multiple of 512 (qcow2 rounds it up, as qemu-img does).
+: > empty.raw
+conv -O qcow2 empty.raw empty.qcow2
+ok qemu-img check empty.qcow2
+conv -O raw empty.qcow2 empty2.raw
+[ "$(stat -c %s empty2.raw)" = 0 ] || die "empty image converts to $(stat -c %s empty2.raw) bytes"
+head -c 100001 src.raw > odd.raw
+conv -c -O qcow2 odd.raw odd.qcow2
+ok qemu-img compare odd.raw odd.qcow2
+conv -O raw odd.qcow2 odd2.raw
+ok qemu-img convert -O raw odd.qcow2 odd3.raw
+cmp odd2.raw odd3.raw || die "odd size: kvmm and qemu-img differ"
+
 # -p: qemu-img's progress text, ending at 100; -q silences it.
 "$KVMM" img convert -p -O qcow2 src.raw p.qcow2 > p.txt 2>&1 || die "-p failed"
 tr '\r' '\n' < p.txt | grep -v '^$' | tail -1 | grep '(100.00/100%)' > /dev/null ||
