@@ -26,7 +26,10 @@
  * leave a window in which a SIGKILL leaves the overlay behind.  A probed
  * raw image's sector 0 rule is kept on the overlay (bd->probed_raw), which
  * QEMU does not do (its overlay sits above the raw node) but which keeps
- * the guest's view identical with and without snapshot=on.
+ * the guest's view identical with and without snapshot=on.  The overlay
+ * is opened with qcow2_open_throwaway(): it is never fdatasynced, as
+ * nothing in it must survive a crash (QEMU: cache=unsafe), which spares
+ * every allocating write its syncs.
  *
  * Size and block size.  A regular file's size is st_size, fixed at open; a
  * block device's is BLKGETSIZE64.  logical_block is 512 unless O_DIRECT is
@@ -267,7 +270,7 @@ static int measure(int fd, const struct block_opts *o, struct block_dev *bd,
 	return 0;
 }
 
-static int open_image(const struct block_opts *o, struct evloop *loop,
+static int open_image(const struct block_opts *o, bool throwaway, struct evloop *loop,
 		      struct block_dev **out, char *err, size_t errlen)
 {
 	int flags = (o->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
@@ -308,7 +311,9 @@ static int open_image(const struct block_opts *o, struct evloop *loop,
 		goto fail;
 	bd->probed_raw = probed && !qcow2;
 	/* The driver owns fd from here, on success and on failure. */
-	if (qcow2)
+	if (qcow2 && throwaway)
+		r = qcow2_open_throwaway(bd, fd, err, errlen);
+	else if (qcow2)
 		r = qcow2_open(bd, fd, err, errlen);
 	else
 		r = raw_open(bd, fd, o->direct, mem_align, err, errlen);
@@ -341,11 +346,6 @@ static int open_snapshot(const struct block_opts *o, struct evloop *loop,
 	int fd, r;
 
 	*out = NULL;
-	if (o->direct) {
-		snprintf(err, errlen, "%s: cache=none cannot be combined with snapshot=on "
-			 "(the overlay is qcow2, which has no cache=none yet)", o->path);
-		return -EINVAL;
-	}
 	/* The format and size, as open_image() finds them.  The image is
 	 * validated (and locked as a backing file) when the overlay opens it. */
 	fd = open(o->path, O_RDONLY | O_CLOEXEC);
@@ -395,8 +395,8 @@ static int open_snapshot(const struct block_opts *o, struct evloop *loop,
 	 * between (milliseconds: qcow2_create's fsync) leaves it in dir. */
 	r = qcow2_create(tmp, probe.size, 65536, base_abs, fmt, err, errlen);
 	if (!r) {
-		bo = (struct block_opts){ .path = tmp, .format = "qcow2" };
-		r = open_image(&bo, loop, &bd, err, errlen);
+		bo = (struct block_opts){ .path = tmp, .format = "qcow2", .direct = o->direct };
+		r = open_image(&bo, true, loop, &bd, err, errlen);
 	}
 	unlink(tmp);
 	if (r)
@@ -419,7 +419,7 @@ int block_open(const struct block_opts *o, struct evloop *loop,
 {
 	if (o->snapshot && !o->readonly)
 		return open_snapshot(o, loop, out, err, errlen);
-	return open_image(o, loop, out, err, errlen);
+	return open_image(o, false, loop, out, err, errlen);
 }
 
 int block_open_driver(const struct block_driver *drv, void *state,

@@ -131,8 +131,9 @@ struct block_opts {
  * raw image's sector 0 rule (bd->probed_raw), so the guest sees the
  * same disk with or without snapshot; bd->name stays o->path.  With
  * o->readonly nothing can be written and no overlay is made (QEMU's
- * -snapshot accepts read-only drives too).  cache=none is refused
- * (-EINVAL: the overlay is qcow2). */
+ * -snapshot accepts read-only drives too).  The overlay is never
+ * fdatasynced (nothing in it outlives the process; QEMU's overlays are
+ * cache=unsafe); with o->direct its data moves O_DIRECT. */
 int block_open(const struct block_opts *o, struct evloop *loop,
 	       struct block_dev **out, char *err, size_t errlen);
 

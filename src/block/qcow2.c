@@ -117,7 +117,9 @@ int qcow2_fdatasync(struct qimg *im)
 {
 	int r;
 
-	if (im->hooks)
+	if (im->throwaway)
+		r = 0;
+	else if (im->hooks)
 		r = im->hooks->fdatasync(im->hooks->opaque, im->fd);
 	else
 		r = fdatasync(im->fd) ? -errno : 0;
@@ -883,7 +885,8 @@ int qcow2_img_open_check(int fd, const char *path, bool is_qcow2, bool writable,
 	return img_open(fd, path, is_qcow2, writable, true, force_ro, out, err, errlen);
 }
 
-int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
+static int open_top(struct block_dev *bd, int fd, bool throwaway, char *err,
+		    size_t errlen)
 {
 	int fl = fcntl(fd, F_GETFL);
 	bool force_ro = false, direct = fl >= 0 && (fl & O_DIRECT);
@@ -903,7 +906,18 @@ int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
 		return r;
 	if (force_ro)
 		bd->readonly = true;
+	im->throwaway = throwaway;
 	return qcow2_io_attach(bd, im, direct, err, errlen);
+}
+
+int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen)
+{
+	return open_top(bd, fd, false, err, errlen);
+}
+
+int qcow2_open_throwaway(struct block_dev *bd, int fd, char *err, size_t errlen)
+{
+	return open_top(bd, fd, true, err, errlen);
 }
 
 /* ---- rewriting the backing file name (kvmm img rebase) ---- */

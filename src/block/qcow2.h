@@ -27,6 +27,13 @@ struct block_dev;
  * its refcounts repaired and the dirty bit cleared first). */
 int qcow2_open(struct block_dev *bd, int fd, char *err, size_t errlen);
 
+/* Open a throw-away image (snapshot=on's overlay) as qcow2_open() does,
+ * but never fdatasync it: nothing in it has to survive a crash, since it
+ * is unlinked and gone with the process (QEMU gives its -snapshot
+ * overlays cache=unsafe).  Guest flushes still complete and are counted.
+ * Same arguments and errors as qcow2_open(). */
+int qcow2_open_throwaway(struct block_dev *bd, int fd, char *err, size_t errlen);
+
 /* What `kvmm img info` shows of a qcow2 image. */
 struct qcow2_info {
 	uint32_t version;           /* 2 or 3 */

@@ -119,6 +119,8 @@ struct qimg {
 	 * durable (qcow2_unref_range), and a sync with none is skipped. */
 	bool pointers_unsynced;
 	bool writing_refcount;  /* qcow2_set_refcount's own write */
+	bool throwaway;         /* snapshot=on's unlinked overlay: no
+				 * fdatasync (qcow2_open_throwaway) */
 	uint8_t *cbuf;          /* compressed bytes, up to 2 clusters */
 	uint8_t *dbuf;          /* the last decompressed cluster ... */
 	uint64_t dbuf_key;      /* ... its l2 entry; 0 = none */

@@ -139,11 +139,6 @@ int run_parse_disk(struct run_devices *d, const char *spec)
 		log_error("--disk %s: no path=FILE", spec);
 		goto bad;
 	}
-	if (dk->snapshot && dk->direct) {
-		log_error("--disk %s: snapshot=on cannot be combined with cache=none "
-			  "(the overlay is qcow2, which has no cache=none yet)", spec);
-		goto bad;
-	}
 	d->nr_disks++;
 	return 0;
 bad:
