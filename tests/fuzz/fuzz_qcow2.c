@@ -9,7 +9,10 @@
  * each read back, and a flush.  The open may fail and any request may fail
  * (corruption is reported, not hidden); what must hold, besides the
  * sanitizers: no crash, hang or leak, and a write that succeeded reads back
- * as written.  A backing file the image names is resolved against
+ * as written.  Then the tools' paths (image.h): `kvmm img map`'s walk over
+ * the first 16 MiB, the snapshot list, `check` without and with repair
+ * (-r all, on the same memfd, which is the last step) - a repair must not
+ * leave more corruptions than it found.  A backing file the image names is resolved against
  * /proc/self/fd: it mostly does not exist, so the chain itself is tested by
  * test_qcow2.c rather than here.
  */
@@ -19,6 +22,8 @@
 #include <unistd.h>
 
 #include "block/block.h"
+#include "block/image.h"
+#include "block/qcow2_check.h"
 #include "core/event_loop.h"
 #include "fuzz.h"
 #include "util/log.h"
@@ -95,6 +100,59 @@ static void exercise(struct evloop *loop, const char *path, bool readonly)
 	block_close(bd);
 }
 
+/* The tools' view: map, snapshot list, check, repair. */
+static void tools(const char *path)
+{
+	struct image_opts o = { .path = path, .format = "qcow2", .force_share = true };
+	struct qcow2_check_result res;
+	struct image_snapshot sn;
+	struct image *img;
+	char err[512];
+	uint64_t off = 0, end, before;
+
+	if (image_open(&o, &img, err, sizeof(err)))
+		return;
+	end = image_size(img) < SPAN ? image_size(img) : SPAN;
+	while (off < end) {
+		uint64_t pnum, host;
+		unsigned flags, depth;
+		struct image *layer;
+
+		if (image_chain_status(img, NULL, off, end - off, &pnum, &flags, &host, &layer,
+				       &depth))
+			break;
+		if (!pnum || pnum > end - off)
+			fuzz_fail("map: %llu bytes at %llu of %llu", (unsigned long long)pnum,
+				  (unsigned long long)off, (unsigned long long)end);
+		off += pnum;
+	}
+	for (unsigned i = 0; i < image_snapshot_count(img); i++)
+		image_snapshot_get(img, i, &sn);
+	if (image_check(img, 0, &res) || res.check_errors) {
+		image_close(img);
+		return;
+	}
+	before = res.corruptions;
+	image_close(img);
+
+	o = (struct image_opts){ .path = path, .format = "qcow2", .writable = true, .check = true };
+	if (image_open(&o, &img, err, sizeof(err)))
+		return;
+	if (!image_check(img, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res) && !res.check_errors) {
+		/* Some damage is beyond repair (qemu-img leaves it too: a
+		 * misaligned l2_table pointer), but a repair never makes an
+		 * image worse than the check before it found it. */
+		image_close(img);
+		o.writable = false;
+		if (image_open(&o, &img, err, sizeof(err)))
+			return;
+		if (!image_check(img, 0, &res) && !res.check_errors && res.corruptions > before)
+			fuzz_fail("a repair raised the corruptions from %llu to %llu",
+				  (unsigned long long)before, (unsigned long long)res.corruptions);
+	}
+	image_close(img);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct evloop loop;
@@ -115,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	exercise(&loop, path, true);
 	exercise(&loop, path, false);
+	tools(path);
 	evloop_destroy(&loop);
 	close(fd);
 	return 0;
