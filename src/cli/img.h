@@ -21,4 +21,10 @@ int img_check(int argc, char **argv);
 int img_snapshot(int argc, char **argv);
 int img_resize(int argc, char **argv);
 
+/* Print img's internal snapshots as qemu-img does ("Snapshot list:", its
+ * columns, dates in local time); nothing when it has none.  For
+ * `snapshot -l` and `info` (img_snapshot.c). */
+struct image;
+void img_snapshot_table(struct image *img);
+
 #endif

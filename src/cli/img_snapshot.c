@@ -41,7 +41,7 @@ static void size_str(uint64_t v, char *out, size_t len)
 	snprintf(out, len, "%0.3g %sB", (double)v / (double)(1ull << (e * 10)), sfx[e]);
 }
 
-static void list(struct image *img)
+void img_snapshot_table(struct image *img)
 {
 	unsigned n = image_snapshot_count(img);
 
@@ -113,7 +113,7 @@ int img_snapshot(int argc, char **argv)
 		return img_fail("%s", err);
 	switch (action) {
 	case 'l':
-		list(img);
+		img_snapshot_table(img);
 		break;
 	case 'c':
 		if (strcmp(image_format(img), "qcow2")) {

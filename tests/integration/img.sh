@@ -2,7 +2,8 @@
 # img.sh KVMM
 #
 # `kvmm img create` and `kvmm img info` against qemu-img: images kvmm
-# creates (raw, qcow2 with each cluster size, overlays over raw and qcow2)
+# creates (raw, qcow2 with each cluster size, overlays over raw and qcow2,
+# and one with internal snapshots, whose info must equal qemu-img's)
 # pass `qemu-img check` and take QEMU's writes; `kvmm img info` reports what
 # `qemu-img info` reports (human text identical for the fields both print,
 # JSON keys and values equal); bad input exits 2 with one "kvmm img:" line.
@@ -29,11 +30,19 @@ ok "$KVMM" img create -f qcow2 base.qcow2 16M
 ok "$KVMM" img create -f qcow2 -b base.raw -F raw ov.qcow2
 ok "$KVMM" img create -f qcow2 -b base.qcow2 -F qcow2 ov2.qcow2 32M
 ok qemu-img check ov2.qcow2
+# Internal snapshots: info lists them as qemu-img does.
+ok qemu-img create -f qcow2 snap.qcow2 1M
+ok qemu-img snapshot -c first snap.qcow2
+ok qemu-io -c 'write -P 9 0 64k' snap.qcow2
+ok qemu-img snapshot -c "second one" snap.qcow2
 
 # Human output: every line kvmm prints, qemu-img prints too.
-for f in base.raw ov.qcow2 ov2.qcow2 c.qcow2; do
+for f in base.raw ov.qcow2 ov2.qcow2 c.qcow2 snap.qcow2; do
 	"$KVMM" img info "$f" > k.txt || die "kvmm img info $f"
 	qemu-img info "$f" > q.txt
+	if [ "$f" = snap.qcow2 ]; then
+		cmp -s k.txt q.txt || die "$f: info differs: $(diff k.txt q.txt)"
+	fi
 	while IFS= read -r line; do
 		grep -qxF -- "$line" q.txt || die "$f: kvmm says '$line', qemu-img does not"
 	done < k.txt
@@ -52,6 +61,8 @@ def same(a, b, path):
         elif v != b[key]:
             sys.exit(f"{path}{key}: kvmm {v!r}, qemu-img {b[key]!r}")
 same(k, q, "")
+if "snapshots" in q and k.get("snapshots") != q["snapshots"]:
+    sys.exit("snapshots: kvmm %r, qemu-img %r" % (k.get("snapshots"), q["snapshots"]))
 PY
 done
 
