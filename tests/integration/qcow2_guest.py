@@ -3,7 +3,7 @@
 checks the image with qemu-img and folds it into its base with
 `kvmm img commit`; and snapshot=on leaves every image as it was.
 
-usage: qcow2_guest.py KVMM commit|snapshot
+usage: qcow2_guest.py KVMM commit|snapshot|qemu-images
 
 commit: a 64 MiB raw base with a deterministic pattern, a qcow2 overlay on
 it (`kvmm img create -f qcow2 -b base.raw -F raw`, 64 KiB clusters), the
@@ -22,6 +22,12 @@ back during the session, sector 0 of the probed raw disk still refuses the
 qcow2 magic, another writer is refused the raw image while it is in use,
 no overlay has a name in TMPDIR, and after exit all three files are byte
 for byte what they were.
+
+qemu-images: images qemu-img and qemu-io made - zlib-compressed with 4 KiB
+clusters, zstd-compressed with 2 MiB clusters, and a three-level chain
+(raw base, qcow2 middle, qcow2 top with an internal snapshot taken between
+writes and zero clusters) - read in the guest: each disk's sha256 equals
+that of `qemu-img convert -O raw` of it.
 
 Exit 0 pass, 77 skip (reason on stdout), 1 fail."""
 import hashlib
@@ -219,10 +225,59 @@ def snapshot(tmp):
           "images byte for byte unchanged after it, nothing left in TMPDIR, writers kept out")
 
 
+def qemu_images(tmp):
+    need("qemu-img", "qemu-io")
+    size = 16 * MiB
+    src = os.path.join(tmp, "src.raw")
+    data = bytearray(pattern(size, b"qemu images"))
+    for off in range(0, size, 256 * 1024):    # compressible stretches
+        data[off:off + 96 * 1024] = bytes(96 * 1024)
+    with open(src, "wb") as f:
+        f.write(data)
+    imgs = []
+
+    def sh(cmd):
+        p = run(cmd, cwd=tmp)
+        if p.returncode:
+            fail(f"{' '.join(cmd)}: status {p.returncode}: {p.stderr.strip()}")
+    sh(["qemu-img", "convert", "-c", "-O", "qcow2", "-o", "cluster_size=4k", src, "zlib4k.qcow2"])
+    sh(["qemu-img", "convert", "-c", "-O", "qcow2", "-o",
+        "cluster_size=2M,compression_type=zstd", src, "zstd2m.qcow2"])
+    sh(["qemu-img", "convert", "-O", "raw", src, "base.raw"])
+    sh(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "mid.qcow2"])
+    sh(["qemu-io", "-c", "write -P 0x11 1M 3M", "-c", "write -z 6M 1M", "mid.qcow2"])
+    sh(["qemu-img", "create", "-q", "-f", "qcow2", "-o", "cluster_size=16k", "-b", "mid.qcow2",
+        "-F", "qcow2", "top.qcow2"])
+    sh(["qemu-io", "-c", "write -P 0x22 2M 100k", "top.qcow2"])
+    sh(["qemu-img", "snapshot", "-c", "before", "top.qcow2"])
+    sh(["qemu-io", "-c", "write -P 0x33 2050k 1M", "-c", "write -z 12M 64k", "top.qcow2"])
+    for name in ("zlib4k.qcow2", "zstd2m.qcow2", "top.qcow2"):
+        path = os.path.join(tmp, name)
+        flat = os.path.join(tmp, name + ".raw")
+        sh(["qemu-img", "convert", "-O", "raw", path, flat])
+        imgs.append((path, sha(open(flat, "rb").read())))
+    disks = []
+    for i, (path, _) in enumerate(imgs):
+        disks += ["--disk", f"path={path},readonly=on,serial=q{i}"]
+    g = Guest(base_cmd + disks)
+    g.wait_marker(BOOT_TIMEOUT)
+    script = ""
+    for i, dev in enumerate(("vda", "vdb", "vdc")):
+        script += f"echo RS{i} $(cat /sys/block/{dev}/serial) $(sha256sum < /dev/{dev})\n"
+    got = results(g.run(script, done="SDONE"))
+    status = g.poweroff()
+    check([(f"{os.path.basename(p)} read in the guest", got.get(f"RS{i}"), f"q{i} {h} -")
+           for i, (p, h) in enumerate(imgs)] + [("poweroff status", status, 0)], g)
+    print("PASS: qemu-img's zlib 4k, zstd 2M and 3-level chain with a snapshot read in the "
+          "guest equal to qemu-img convert -O raw")
+
+
 with tempfile.TemporaryDirectory(prefix="kvmm-qcow2-guest-") as tmp:
     if mode == "commit":
         commit(tmp)
     elif mode == "snapshot":
         snapshot(tmp)
+    elif mode == "qemu-images":
+        qemu_images(tmp)
     else:
         fail(f"unknown mode {mode}")
