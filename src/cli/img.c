@@ -194,7 +194,7 @@ static int img_create(int argc, char **argv)
 	return 0;
 }
 
-static void json_string(const char *s)
+void img_json_string(const char *s)
 {
 	putchar('"');
 	for (; *s; s++) {
@@ -240,11 +240,11 @@ static void json_snapshots(struct image *img)
 			printf("            \"icount\": %" PRIu64 ",\n", s.icount);
 		printf("            \"vm-clock-nsec\": %" PRIu64 ",\n            \"name\": ",
 		       s.vm_clock_nsec % 1000000000);
-		json_string(s.name);
+		img_json_string(s.name);
 		printf(",\n            \"date-sec\": %u,\n            \"date-nsec\": %u,\n"
 		       "            \"vm-clock-sec\": %" PRIu64 ",\n            \"id\": ",
 		       s.date_sec, s.date_nsec, s.vm_clock_nsec / 1000000000);
-		json_string(s.id);
+		img_json_string(s.id);
 		printf(",\n            \"vm-state-size\": %" PRIu64 "\n        }%s\n",
 		       s.vm_state_size, i + 1 < n ? "," : "");
 	}
@@ -314,18 +314,18 @@ static int img_info(int argc, char **argv)
 		if (img && image_snapshot_count(img))
 			json_snapshots(img);
 		printf("    \"virtual-size\": %" PRIu64 ",\n    \"filename\": ", qi.size);
-		json_string(file);
+		img_json_string(file);
 		printf(",\n    \"format\": \"%s\",\n    \"actual-size\": %" PRIu64,
 		       qcow2 ? "qcow2" : "raw", (uint64_t)st.st_blocks * 512);
 		if (qcow2) {
 			printf(",\n    \"cluster-size\": %" PRIu64, qi.cluster_size);
 			if (qi.backing[0]) {
 				printf(",\n    \"backing-filename\": ");
-				json_string(qi.backing);
+				img_json_string(qi.backing);
 			}
 			if (qi.backing_fmt[0]) {
 				printf(",\n    \"backing-filename-format\": ");
-				json_string(qi.backing_fmt);
+				img_json_string(qi.backing_fmt);
 			}
 			printf(",\n    \"dirty-flag\": %s", qi.dirty ? "true" : "false");
 			printf(",\n    \"format-specific\": {\n        \"type\": \"qcow2\",\n"

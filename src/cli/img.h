@@ -11,6 +11,10 @@
 /* Print "kvmm img: error: <message>" on stderr; returns KVMM_EXIT_ERROR. */
 int img_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Print s as a JSON string on stdout (quotes, backslashes and control
+ * characters escaped), as qemu-img's --output=json does. */
+void img_json_string(const char *s);
+
 /* The subcommands in their own files (img_<name>.c); argv[0] is the
  * subcommand's name. */
 int img_convert(int argc, char **argv);

@@ -41,22 +41,6 @@ static int __attribute__((format(printf, 1, 2))) fail(const char *fmt, ...)
 	return CHECK_FAILED;
 }
 
-static void json_string(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			printf("\\%c", ch);
-		else if (ch < 0x20)
-			printf("\\u%04x", ch);
-		else
-			putchar(ch);
-	}
-	putchar('"');
-}
-
 /* qemu-img's JSON: zero counts are left out, except check-errors. */
 static void dump_json(const struct qcow2_check_result *r, const char *file)
 {
@@ -77,7 +61,7 @@ static void dump_json(const struct qcow2_check_result *r, const char *file)
 		if (f[i].v || f[i].always)
 			printf("    \"%s\": %" PRIu64 ",\n", f[i].key, f[i].v);
 	printf("    \"filename\": ");
-	json_string(file);
+	img_json_string(file);
 	printf(",\n    \"format\": \"qcow2\"");
 	if (r->fragmented_clusters)
 		printf(",\n    \"fragmented-clusters\": %" PRIu64, r->fragmented_clusters);
