@@ -39,10 +39,13 @@
  * metadata, nor on a cluster the allocator will hand out later.
  *
  * Files.  qcow2.c (this file): file access, header, open, create;
- * qcow2_cluster.c: the l2 cache, guest reads and writes; qcow2_refcount.c:
- * refcounts and allocation; qcow2_check.c: check and repair (also of a
- * dirty image, at a writable open); qcow2_io.c: requests from a device (the
- * block_driver); image.c gives tools (kvmm img) synchronous access.
+ * qcow2_cluster.c: the l2 cache, guest reads and writes, discard;
+ * qcow2_compress.c: compressed clusters (zlib, zstd) read and written;
+ * qcow2_refcount.c: refcounts and allocation; qcow2_check.c: check and
+ * repair (also of a dirty image, at a writable open); qcow2_snapshot.c:
+ * internal snapshots; qcow2_resize.c: growing the virtual size;
+ * qcow2_io.c: requests from a device (the block_driver); image.c gives
+ * tools (kvmm img) synchronous access.
  *
  * Allocation.  New clusters come from the end of the file (next_free);
  * clusters there that a crash left counted are skipped (leaked), a long
