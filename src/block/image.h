@@ -196,8 +196,9 @@ int image_snapshot_apply(struct image *img, unsigned i, char *err, size_t errlen
 int image_snapshot_delete(struct image *img, unsigned i, char *err, size_t errlen);
 
 /* Set the virtual size of an image opened writable to `size` bytes: raw
- * files are truncated (sparse growth); qcow2 grows (a multiple of 512;
- * shrinking is -ENOTSUP).  Returns 0, or -errno with a one-line message
+ * files are truncated (sparse growth); qcow2 grows or shrinks (a multiple
+ * of 512; clusters past a smaller size are freed; the added area reads as
+ * zeros even over a longer backing file).  Returns 0, or -errno with a one-line message
  * naming the image in err. */
 int image_resize(struct image *img, uint64_t size, char *err, size_t errlen);
 

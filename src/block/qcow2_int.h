@@ -382,8 +382,9 @@ int qcow2_alloc_run(struct qimg *im, uint64_t n, uint64_t *host);
 
 /* Set the virtual size of a writable qcow2 image to `size` bytes (a
  * multiple of 512), growing the l1_table if needed (qcow2.txt: "Header",
- * l1_size).  Shrinking is refused (-ENOTSUP).  Returns 0, or -errno with
- * a message naming the image in err. */
+ * l1_size); shrinking drops the clusters past the new end (qcow2_resize.c).
+ * The area a resize adds reads as zeros, also over a longer backing file.
+ * Returns 0, or -errno with a message naming the image in err. */
 int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen);
 
 /* ---- qcow2_io.c: the block_driver ---- */

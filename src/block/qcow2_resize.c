@@ -11,9 +11,20 @@
  * instant leaves the old image or the new one, plus at most the leaked new
  * or old l1_table.  Snapshots keep their own l1_tables and disk_size.
  *
- * Shrinking is refused: it would have to drop the clusters past the new
- * end from tables that may be shared with snapshots (QEMU discards them);
- * kvmm does not implement that yet.
+ * Shrinking (shrink()) works as QEMU's: the whole clusters past the new
+ * end are discarded (qcow2_img_discard: their entries become 0, tables
+ * shared with snapshots are copied first, references dropped only once
+ * the new entries are durable), then the l1 entries past the tables the
+ * new size needs are cleared and synced before their l2_tables lose their
+ * reference, then the size field is written.  l1_size stays (QEMU keeps
+ * it too).  A crash in between leaves the old size with zeros past the new
+ * end (the user asked for them to go) and at most leaked clusters.
+ *
+ * The area a resize adds is written as zeros (zero clusters) after the
+ * size changes where something else could show through: the backing
+ * file's bytes past the old end (QEMU's truncate zero-fills them too) and
+ * the rest of the old last cluster, which a shrink leaves as it was (QEMU
+ * shows those bytes again after growing; kvmm does not).
  */
 #include "block/qcow2_int.h"
 
@@ -23,7 +34,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen)
+static int shrink(struct qimg *im, uint64_t size, char *err, size_t errlen)
+{
+	uint64_t span = 1ull << (im->cluster_bits + im->l2_bits);
+	uint64_t from = (size + im->cluster_size - 1) & ~(im->cluster_size - 1);
+	uint64_t keep = (size + span - 1) / span, dropped = 0;
+	uint8_t h[8] = { 0 };
+	int r = 0;
+
+	if (from < im->size)
+		r = qcow2_img_discard(im, from, im->size - from, false, false);
+	for (uint64_t i = keep; !r && i < im->l1_size; i++) {
+		if (!(im->l1[i] & OFFSET_MASK))
+			continue;
+		r = qcow2_pwrite(im, h, 8, im->l1_offset + i * 8);
+		dropped++;
+	}
+	if (!r && dropped)
+		r = qcow2_fdatasync(im);
+	for (uint64_t i = keep; !r && i < im->l1_size; i++) {
+		uint64_t l2 = im->l1[i] & OFFSET_MASK;
+
+		if (!l2)
+			continue;
+		im->l1[i] = 0;
+		r = qcow2_check_table(im, &im->l2s, l2, "bad l2_table offset");
+		if (!r)
+			r = qcow2_unref_range(im, l2, im->cluster_size);
+	}
+	if (!r) {
+		put_be64(h, size);
+		r = qcow2_pwrite(im, h, 8, 24);
+	}
+	if (!r)
+		r = qcow2_fdatasync(im);
+	if (r) {
+		snprintf(err, errlen, "%s: cannot shrink: %s", im->path, strerror(-r));
+		return r;
+	}
+	im->size = size;
+	return 0;
+}
+
+static int grow(struct qimg *im, uint64_t size, char *err, size_t errlen)
 {
 	uint64_t span = 1ull << (im->cluster_bits + im->l2_bits), need, off, ncl;
 	uint64_t old_off = im->l1_offset, old_size = im->l1_size, *nl1;
@@ -44,10 +97,6 @@ int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen)
 	if (im->nb_snapshots && im->version < 3) {
 		snprintf(err, errlen, "%s: cannot resize a version 2 image that has snapshots",
 			 im->path);
-		return -ENOTSUP;
-	}
-	if (size < im->size) {
-		snprintf(err, errlen, "%s: shrinking a qcow2 image is not supported", im->path);
 		return -ENOTSUP;
 	}
 	need = (size + span - 1) / span;
@@ -116,5 +165,33 @@ int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen)
 		r = qcow2_sync_refcounts(im);
 	if (r)
 		snprintf(err, errlen, "%s: cannot free the old l1_table: %s", im->path, strerror(-r));
+	return r;
+}
+
+int qcow2_resize(struct qimg *im, uint64_t size, char *err, size_t errlen)
+{
+	uint64_t old = im->size, end;
+	int r;
+
+	if (im->is_qcow2 && im->writable && size % 512 == 0 && size < old &&
+	    !(im->nb_snapshots && im->version < 3))
+		return shrink(im, size, err, errlen);
+	r = grow(im, size, err, errlen);
+	if (r || size <= old)
+		return r;
+	/* The new area must read as zeros: not as the backing file's bytes
+	 * past the old end (QEMU zero-fills those too), nor as what a shrink
+	 * left in the old last cluster past the old end (QEMU shows that). */
+	end = (old + im->cluster_size - 1) & ~(im->cluster_size - 1);
+	if (im->backing && im->backing->size > end)
+		end = im->backing->size;
+	if (end > size)
+		end = size;
+	if (end <= old)
+		return 0;
+	r = qcow2_img_discard(im, old, end - old, true, true);
+	if (r)
+		snprintf(err, errlen, "%s: cannot hide the backing file past the old size: %s",
+			 im->path, strerror(-r));
 	return r;
 }

@@ -3,7 +3,7 @@
  * set an image's virtual size (block/image.h image_resize()), with
  * qemu-img's syntax: SIZE absolute, or relative with + or -; shrinking
  * needs --shrink (data past the new end is lost).  A qcow2 image grows
- * (its l1_table with it); shrinking qcow2 is refused.  Prints
+ * (its l1_table with it) or shrinks (clusters past the end freed).  Prints
  * "Image resized." unless -q, as qemu-img does.
  */
 #include <errno.h>

@@ -6,8 +6,11 @@
 # is intact and the new area reads zeros); a resize across many l1 entries
 # (1M -> 1T, 64k clusters: l1_table from 1 entry to 2048) grows the
 # l1_table; an image with snapshots grows and its snapshots keep their
-# size; shrinking needs --shrink (raw) and is refused for qcow2; bad sizes
-# exit 2 with one "kvmm img:" line.  Needs no /dev/kvm.
+# size; shrinking needs --shrink; a qcow2 shrink frees the clusters past
+# the end and gives the image qemu-img's shrink gives (compare, check clean,
+# fewer allocated clusters); growing an overlay over a longer backing file
+# shows zeros, not the backing file, as qemu-img does; bad sizes exit 2
+# with one "kvmm img:" line.  Needs no /dev/kvm.
 source "$(dirname "$0")/lib.sh"
 
 KVMM=$(realpath "$1")
@@ -87,9 +90,40 @@ bad() {
 	[ "$(wc -l < err.txt)" = 1 ] && grep -q '^kvmm img: error: ' err.txt ||
 		die "kvmm img resize $*: stderr: $(cat err.txt)"
 }
+# qcow2 shrink: the same image as qemu-img's shrink, clusters freed.
+alloc() { qemu-img check --output=json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated-clusters"])'; }
+for cs in 512 64k; do
+	ok qemu-img create -q -f qcow2 -o cluster_size=$cs s.qcow2 8M
+	io s.qcow2 'write -P 5 0 8M'
+	cp s.qcow2 sq.qcow2
+	before=$(alloc s.qcow2)
+	ok "$KVMM" img resize --shrink s.qcow2 3000320    # not cluster aligned
+	ok qemu-img resize -q --shrink sq.qcow2 3000320
+	[ "$(vsize s.qcow2)" = 3000320 ] || die "shrink $cs: size $(vsize s.qcow2)"
+	clean s.qcow2
+	ok qemu-img compare s.qcow2 sq.qcow2
+	[ "$(alloc s.qcow2)" -lt "$before" ] || die "shrink $cs: $(alloc s.qcow2) clusters, were $before"
+	ok "$KVMM" img resize s.qcow2 8M
+	io s.qcow2 'read -P 5 0 3000320'
+	io s.qcow2 "read -P 0 3000320 $((8388608 - 3000320))"
+	clean s.qcow2
+done
+# Growing an overlay past its old size over a longer backing file: zeros.
+ok qemu-img create -q -f raw long.raw 8M
+io -f raw long.raw 'write -P 7 0 8M'
+ok "$KVMM" img create -f qcow2 -b long.raw -F raw ov.qcow2 2M
+ok "$KVMM" img resize ov.qcow2 6M
+io ov.qcow2 'read -P 7 0 2M'
+io ov.qcow2 'read -P 0 2M 4M'
+clean ov.qcow2
+ok "$KVMM" img resize --shrink ov.qcow2 1M
+ok "$KVMM" img resize ov.qcow2 8M
+io ov.qcow2 'read -P 7 0 1M'
+io ov.qcow2 'read -P 0 1M 7M'
+clean ov.qcow2
+
 cp q.qcow2 q0.qcow2
 bad q.qcow2 1M
-bad --shrink q.qcow2 1M
 bad q.qcow2 -- -1G
 bad -f raw r.raw 512k
 bad -f raw r.raw -- -1M

@@ -167,11 +167,23 @@ static void test_api(void **state)
 	fill(img, (3ull << 30) - 4096, 4096, 5);
 	expect_fill(img, 0, 4096, 1);
 	expect_fill(img, 2ull << 30, 4096, 0);
-	assert_int_equal(image_resize(img, 1 << 20, err, sizeof(err)), -ENOTSUP);
 	assert_int_equal(image_resize(img, (3ull << 30) + 1, err, sizeof(err)), -EINVAL);
 	image_close(img);
 	must("qemu-img check a.qcow2");
 	must("qemu-img info a.qcow2 | grep -q '(3221225472 bytes)'");
+
+	/* Shrink: what lies past the new end goes; the snapshot keeps its
+	 * own size and clusters; growing again shows zeros. */
+	img = open_img("a.qcow2", true);
+	assert_int_equal(image_resize(img, 48 * 1024, err, sizeof(err)), 0);
+	assert_int_equal(image_size(img), 48 * 1024);
+	expect_fill(img, 0, 4096, 1);
+	assert_int_equal(image_resize(img, 4 << 20, err, sizeof(err)), 0);
+	expect_fill(img, 64 * 1024, 4096, 0);
+	assert_int_equal(image_snapshot_apply(img, 0, err, sizeof(err)), 0);
+	expect_fill(img, 64 * 1024, 4096, 2);
+	image_close(img);
+	must("qemu-img check a.qcow2");
 
 	/* Raw images have no snapshots. */
 	must("qemu-img create -f raw r.raw 1M");
